@@ -1,0 +1,194 @@
+"""SQLAlchemy 2 models of every table; the schema itself is made by the Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+TS = DateTime(timezone=True)
+
+
+class WorkflowDefinition(Base):
+    """A named workflow; its content lives in immutable ``WorkflowVersion`` rows."""
+
+    __tablename__ = "workflow_definition"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    latest_version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    deleted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    __table_args__ = (
+        Index(
+            "uq_workflow_definition_name_live",
+            "name",
+            unique=True,
+            postgresql_where=text("NOT deleted"),
+        ),
+    )
+
+
+class WorkflowVersion(Base):
+    """One immutable version of a workflow spec; instances point at the version they ran."""
+
+    __tablename__ = "workflow_version"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    workflow_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("workflow_definition.id", ondelete="CASCADE"), nullable=False
+    )
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    __table_args__ = (UniqueConstraint("workflow_id", "version", name="uq_workflow_version"),)
+
+
+class Schedule(Base):
+    __tablename__ = "schedule"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    workflow_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("workflow_definition.id", ondelete="CASCADE"), nullable=False
+    )
+    cron: Mapped[str] = mapped_column(String(200), nullable=False)
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, default="UTC")
+    start_time: Mapped[datetime | None] = mapped_column(TS)
+    end_time: Mapped[datetime | None] = mapped_column(TS)
+    misfire: Mapped[str] = mapped_column(String(16), nullable=False, default="FIRE_ONCE")
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    failure_strategy: Mapped[str] = mapped_column(String(16), nullable=False, default="END")
+    priority: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=2)
+    worker_group: Mapped[str | None] = mapped_column(String(100))
+    next_fire_time: Mapped[datetime | None] = mapped_column(TS)
+    created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    __table_args__ = (
+        Index("ix_schedule_next_fire", "next_fire_time", postgresql_where=text("enabled")),
+        Index("ix_schedule_workflow", "workflow_id"),
+    )
+
+
+class Command(Base):
+    """A request to a master (start, rerun, stop, ...); claimed with FOR UPDATE SKIP LOCKED."""
+
+    __tablename__ = "command"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    type: Mapped[str] = mapped_column(String(40), nullable=False)
+    workflow_id: Mapped[int | None] = mapped_column(BigInteger)
+    version: Mapped[int | None] = mapped_column(Integer)
+    instance_id: Mapped[int | None] = mapped_column(BigInteger)
+    priority: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=2)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    schedule_id: Mapped[int | None] = mapped_column(BigInteger)
+    schedule_time: Mapped[datetime | None] = mapped_column(TS)
+    created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    __table_args__ = (
+        Index("ix_command_claim_order", "priority", "id"),
+        UniqueConstraint("schedule_id", "schedule_time", name="uq_command_schedule_fire"),
+    )
+
+
+class WorkflowInstance(Base):
+    __tablename__ = "workflow_instance"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    workflow_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("workflow_definition.id"), nullable=False
+    )
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    state: Mapped[str] = mapped_column(String(20), nullable=False)
+    priority: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=2)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    run_options: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    command_type: Mapped[str] = mapped_column(String(40), nullable=False)
+    schedule_id: Mapped[int | None] = mapped_column(BigInteger)
+    schedule_time: Mapped[datetime | None] = mapped_column(TS)
+    submit_time: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    start_time: Mapped[datetime | None] = mapped_column(TS)
+    end_time: Mapped[datetime | None] = mapped_column(TS)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    owner_epoch: Mapped[int | None] = mapped_column(BigInteger)
+    run_count: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    __table_args__ = (
+        Index("ix_wfi_workflow", "workflow_id", "id"),
+        Index("ix_wfi_state", "state"),
+        Index(
+            "ix_wfi_owner_active",
+            "owner",
+            "owner_epoch",
+            postgresql_where=text("state NOT IN ('SUCCESS','FAILURE','STOP')"),
+        ),
+    )
+
+
+class TaskInstance(Base):
+    """One attempt of one task of one workflow instance."""
+
+    __tablename__ = "task_instance"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    workflow_instance_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("workflow_instance.id", ondelete="CASCADE"), nullable=False
+    )
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    type: Mapped[str] = mapped_column(String(40), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    state: Mapped[str] = mapped_column(String(24), nullable=False)
+    priority: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=2)
+    worker_group: Mapped[str] = mapped_column(String(100), nullable=False, default="default")
+    # the resolved task spec (command, env, ...) the worker runs
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    output: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    host: Mapped[str | None] = mapped_column(String(200))
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    lease_token: Mapped[int | None] = mapped_column(BigInteger)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    log_path: Mapped[str | None] = mapped_column(Text)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    submit_time: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    dispatch_time: Mapped[datetime | None] = mapped_column(TS)
+    start_time: Mapped[datetime | None] = mapped_column(TS)
+    end_time: Mapped[datetime | None] = mapped_column(TS)
+    __table_args__ = (
+        UniqueConstraint("workflow_instance_id", "name", "attempt", name="uq_task_attempt"),
+        Index(
+            "ix_ti_active_state",
+            "state",
+            postgresql_where=text("state IN ('SUBMITTED','DISPATCHED','RUNNING')"),
+        ),
+        Index(
+            "ix_ti_worker_active",
+            "worker_id",
+            postgresql_where=text("state IN ('DISPATCHED','RUNNING')"),
+        ),
+    )
+
+
+class Alert(Base):
+    __tablename__ = "alert"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), nullable=False)
+    title: Mapped[str] = mapped_column(Text, nullable=False)
+    content: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    workflow_instance_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    __table_args__ = (Index("ix_alert_created", "created_at"),)

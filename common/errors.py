@@ -1,0 +1,61 @@
+"""Every error class dagkeeper raises on purpose; the API maps them to HTTP answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DagkeeperError(Exception):
+    """Base class; ``code`` is the machine-readable error code of the REST contract."""
+
+    code = "error"
+    http_status = 400
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ValidationError(DagkeeperError):
+    """A workflow spec, parameter or request is invalid; ``details`` lists the problems."""
+
+    code = "invalid"
+    http_status = 422
+
+
+class NotFound(DagkeeperError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(DagkeeperError):
+    """The request is valid but the current state does not allow it (e.g. illegal transition)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class Unauthorized(DagkeeperError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class ConfigError(DagkeeperError):
+    """Settings are inconsistent or a required program is missing."""
+
+    code = "config"
+
+
+class CoordinationUnavailable(DagkeeperError):
+    """ZooKeeper cannot be reached; the node enters its safe mode."""
+
+    code = "zookeeper_unavailable"
+    http_status = 503
+
+
+class StaleEpoch(DagkeeperError):
+    """A write was refused because the writer's epoch or lease token is no longer current."""
+
+    code = "stale_epoch"
+    http_status = 409

@@ -1,0 +1,155 @@
+"""Every setting of dagkeeper (pydantic-settings, env prefix ``DAGKEEPER_``, nested with ``__``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DB_URL = "postgresql+psycopg2://dagkeeper@127.0.0.1:5432/dagkeeper"
+
+
+class DbSettings(BaseModel):
+    url: str = DEFAULT_DB_URL
+    pool_size: int = Field(default=5, ge=1, le=100)
+    # standalone: start a private PostgreSQL server (False = use ``url`` as given)
+    managed: bool = True
+    port: int = Field(default=15432, ge=1, le=65535)
+
+
+class ZkSettings(BaseModel):
+    hosts: str = "127.0.0.1:2181"
+    root: str = "/dagkeeper"
+    session_timeout_s: float = Field(default=10.0, gt=0)
+    connect_timeout_s: float = Field(default=15.0, gt=0)
+    managed: bool = True
+    port: int = Field(default=12181, ge=1, le=65535)
+
+    @field_validator("root")
+    @classmethod
+    def _root_is_absolute(cls, v: str) -> str:
+        if not v.startswith("/") or (v.endswith("/") and v != "/"):
+            raise ValueError("must be an absolute znode path without a trailing '/'")
+        return v
+
+
+class MasterSettings(BaseModel):
+    heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    command_poll_interval_s: float = Field(default=1.0, gt=0)
+    commands_per_claim: int = Field(default=50, ge=1)
+    reconcile_interval_s: float = Field(default=5.0, gt=0)
+    # Most queue entries kept in ZooKeeper per group; the rest waits in PostgreSQL.
+    queue_high_water: int = Field(default=5000, ge=1)
+
+
+class WorkerSettings(BaseModel):
+    groups: Annotated[list[str], NoDecode] = ["default"]
+    capacity: int = Field(default=4, ge=1, le=10000)
+    heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    host: str = Field(default_factory=socket.gethostname)
+    # Empty = <data_dir>/logs and <data_dir>/exec
+    log_dir: str = ""
+    exec_dir: str = ""
+    # Time allowed for a report to PostgreSQL before the worker gives it up to failover.
+    report_retry_deadline_s: float = Field(default=5.0, gt=0)
+    kill_grace_s: float = Field(default=2.0, ge=0)
+
+    @field_validator("groups", mode="before")
+    @classmethod
+    def _split_groups(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [g.strip() for g in v.split(",") if g.strip()]
+        return v
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_valid(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("a worker needs at least one group")
+        for g in v:
+            if "/" in g or g in (".", ".."):
+                raise ValueError(f"invalid worker group name {g!r}")
+        return v
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=12345, ge=1, le=65535)
+    # Bearer token required by /api/v1; empty = read or create <data_dir>/api-token.
+    token: str = Field(default="", repr=False)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DAGKEEPER_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: str = ".dagkeeper"
+    log_level: str = "INFO"
+    db: DbSettings = DbSettings()
+    zk: ZkSettings = ZkSettings()
+    master: MasterSettings = MasterSettings()
+    worker: WorkerSettings = WorkerSettings()
+    api: ApiSettings = ApiSettings()
+
+    @model_validator(mode="after")
+    def _timing_fits_session(self) -> Settings:
+        st = self.zk.session_timeout_s
+        problems = []
+        if self.master.heartbeat_interval_s >= st / 2:
+            problems.append(
+                f"master.heartbeat_interval_s ({self.master.heartbeat_interval_s}) must be below "
+                f"half of zk.session_timeout_s ({st})"
+            )
+        if self.worker.heartbeat_interval_s >= st / 2:
+            problems.append(
+                f"worker.heartbeat_interval_s ({self.worker.heartbeat_interval_s}) must be below "
+                f"half of zk.session_timeout_s ({st})"
+            )
+        if self.worker.report_retry_deadline_s >= st:
+            problems.append(
+                f"worker.report_retry_deadline_s ({self.worker.report_retry_deadline_s}) must be "
+                f"below zk.session_timeout_s ({st})"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # derived paths: the one home of where things live on disk
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def log_path(self) -> Path:
+        return (
+            Path(self.worker.log_dir).resolve() if self.worker.log_dir else self.data_path / "logs"
+        )
+
+    @property
+    def exec_path(self) -> Path:
+        return (
+            Path(self.worker.exec_dir).resolve()
+            if self.worker.exec_dir
+            else self.data_path / "exec"
+        )
+
+    @property
+    def daemon_log_path(self) -> Path:
+        return self.data_path / "daemons"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
+
+
+def test_timeout_scale() -> float:
+    """Multiplier for every timeout in tests (``DAGKEEPER_TEST_TIMEOUT_SCALE``)."""
+    return float(os.environ.get("DAGKEEPER_TEST_TIMEOUT_SCALE", "1"))

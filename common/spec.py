@@ -1,0 +1,136 @@
+"""The workflow spec (what a user submits): parsing, defaults and full validation with messages
+that name the offending tasks and fields. Shared by the API (on write) and the master (on run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from common import dag
+from common.errors import ValidationError
+from common.states import Priority
+
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$"
+# Task types the workers can execute today; the plugin registry extends this set.
+EXECUTED_TYPES = {"SHELL"}
+
+
+def _priority(v: Any) -> str:
+    try:
+        return Priority.parse(v).name
+    except (KeyError, ValueError) as exc:
+        names = ", ".join(p.name for p in Priority)
+        raise ValueError(f"unknown priority {v!r} (expected one of {names})") from exc
+
+
+class TaskSpec(BaseModel):
+    """Common fields of every task; type-specific fields sit beside them."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    type: str = "SHELL"
+    description: str = ""
+    depends_on: list[str] = []
+    priority: str = "MEDIUM"
+    retries: int = Field(default=0, ge=0, le=100)
+    retry_interval_s: float = Field(default=0, ge=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+    worker_group: str = Field(default="default", pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
+    params: dict[str, str] = {}
+    command: str | None = None
+
+    _norm_priority = field_validator("priority", mode="before")(_priority)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _upper_type(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+class WorkflowSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    priority: str = "MEDIUM"
+    timezone: str = "UTC"
+    params: dict[str, str] = {}
+    tasks: list[TaskSpec]
+
+    _norm_priority = field_validator("priority", mode="before")(_priority)
+
+    def task(self, name: str) -> TaskSpec:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def to_dag(self) -> dag.Dag:
+        return dag.Dag.build({t.name: t.depends_on for t in self.tasks})
+
+
+def _pydantic_problems(exc: pydantic.ValidationError, raw: Any) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = list(err.get("loc", ()))
+        tasks: list[str] = []
+        if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int):
+            try:
+                name = raw["tasks"][loc[1]].get("name")
+            except (KeyError, IndexError, TypeError, AttributeError):
+                name = None
+            label = f"task '{name}'" if name else f"task #{loc[1] + 1}"
+            if name:
+                tasks.append(str(name))
+            field = ".".join(str(p) for p in loc[2:]) or "task"
+            msg = f"{label}: {field}: {err['msg']}"
+        else:
+            msg = f"{'.'.join(str(p) for p in loc) or 'spec'}: {err['msg']}"
+        out.append({"code": "field", "message": msg, "tasks": tasks, "field": loc})
+    return out
+
+
+def parse_workflow_spec(raw: Any) -> WorkflowSpec:
+    """Parse and fully validate a workflow spec; raise ValidationError naming every problem."""
+    if not isinstance(raw, dict):
+        raise ValidationError("a workflow spec must be a JSON object")
+    try:
+        spec = WorkflowSpec.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        found = _pydantic_problems(exc, raw)
+        raise ValidationError("; ".join(p["message"] for p in found), found) from None
+    problems: list[dict[str, Any]] = [
+        p.as_dict() for p in dag.validate([(t.name, t.depends_on) for t in spec.tasks])
+    ]
+    for t in spec.tasks:
+        if t.type not in EXECUTED_TYPES:
+            problems.append(
+                {
+                    "code": "unknown_type",
+                    "message": f"task '{t.name}': unsupported task type {t.type!r}"
+                    f" (supported: {', '.join(sorted(EXECUTED_TYPES))})",
+                    "tasks": [t.name],
+                }
+            )
+        elif t.type == "SHELL" and not (t.command or "").strip():
+            problems.append(
+                {
+                    "code": "missing_field",
+                    "message": f"task '{t.name}': a SHELL task needs a non-empty 'command'",
+                    "tasks": [t.name],
+                }
+            )
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(spec.timezone)
+    except (ValueError, KeyError, OSError):
+        problems.append(
+            {"code": "timezone", "message": f"unknown time zone {spec.timezone!r}", "tasks": []}
+        )
+    if problems:
+        raise ValidationError("; ".join(str(p["message"]) for p in problems), problems)
+    return spec

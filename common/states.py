@@ -1,0 +1,142 @@
+"""The single home of every state enum, command type, priority and the allowed-transition tables."""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class Priority(IntEnum):
+    """Dispatch priority; the integer is the queue-key digit (0 sorts first)."""
+
+    HIGHEST = 0
+    HIGH = 1
+    MEDIUM = 2
+    LOW = 3
+    LOWEST = 4
+
+    @classmethod
+    def parse(cls, value: str | int | Priority) -> Priority:
+        if isinstance(value, Priority):
+            return value
+        if isinstance(value, int):
+            return cls(value)
+        return cls[value.upper()]
+
+
+class WorkflowState(StrEnum):
+    SUBMITTED = "SUBMITTED"
+    RUNNING = "RUNNING"
+    READY_PAUSE = "READY_PAUSE"
+    PAUSE = "PAUSE"
+    READY_STOP = "READY_STOP"
+    STOP = "STOP"
+    FAILURE = "FAILURE"
+    SUCCESS = "SUCCESS"
+    SERIAL_WAIT = "SERIAL_WAIT"
+    FAILOVER = "FAILOVER"
+
+
+class TaskState(StrEnum):
+    SUBMITTED = "SUBMITTED"
+    DISPATCHED = "DISPATCHED"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    KILL = "KILL"
+    PAUSE = "PAUSE"
+    NEED_FAULT_TOLERANCE = "NEED_FAULT_TOLERANCE"
+    FORCED_SUCCESS = "FORCED_SUCCESS"
+    DELAY_EXECUTION = "DELAY_EXECUTION"
+    SKIPPED = "SKIPPED"
+
+
+class CommandType(StrEnum):
+    START_PROCESS = "START_PROCESS"
+    START_CURRENT_TASK_PROCESS = "START_CURRENT_TASK_PROCESS"
+    REPEAT_RUNNING = "REPEAT_RUNNING"
+    START_FAILURE_TASK_PROCESS = "START_FAILURE_TASK_PROCESS"
+    PAUSE = "PAUSE"
+    RECOVER_SUSPENDED_PROCESS = "RECOVER_SUSPENDED_PROCESS"
+    STOP = "STOP"
+    SCHEDULER = "SCHEDULER"
+    COMPLEMENT_DATA = "COMPLEMENT_DATA"
+    RECOVER_TOLERANCE_FAULT_PROCESS = "RECOVER_TOLERANCE_FAULT_PROCESS"
+
+
+W = WorkflowState
+T = TaskState
+
+WORKFLOW_TERMINAL: frozenset[WorkflowState] = frozenset({W.STOP, W.FAILURE, W.SUCCESS})
+WORKFLOW_ACTIVE: frozenset[WorkflowState] = frozenset(
+    set(WorkflowState) - WORKFLOW_TERMINAL - {W.PAUSE}
+)
+
+# A finished task attempt: nothing more happens to this row.
+TASK_TERMINAL: frozenset[TaskState] = frozenset(
+    {T.SUCCESS, T.FAILURE, T.KILL, T.PAUSE, T.NEED_FAULT_TOLERANCE, T.FORCED_SUCCESS, T.SKIPPED}
+)
+# Attempts that occupy (or are about to occupy) a worker slot.
+TASK_IN_FLIGHT: frozenset[TaskState] = frozenset({T.SUBMITTED, T.DISPATCHED, T.RUNNING})
+# Terminal states that count as a success for downstream tasks.
+TASK_SUCCESSFUL: frozenset[TaskState] = frozenset({T.SUCCESS, T.FORCED_SUCCESS})
+
+WORKFLOW_TRANSITIONS: dict[WorkflowState, frozenset[WorkflowState]] = {
+    W.SUBMITTED: frozenset({W.RUNNING, W.SERIAL_WAIT, W.READY_STOP, W.STOP, W.FAILURE}),
+    W.SERIAL_WAIT: frozenset({W.SUBMITTED, W.RUNNING, W.READY_STOP, W.STOP}),
+    W.RUNNING: frozenset(
+        {W.READY_PAUSE, W.READY_STOP, W.SUCCESS, W.FAILURE, W.FAILOVER, W.STOP, W.PAUSE}
+    ),
+    W.FAILOVER: frozenset({W.RUNNING, W.READY_PAUSE, W.READY_STOP, W.SUCCESS, W.FAILURE}),
+    W.READY_PAUSE: frozenset({W.PAUSE, W.READY_STOP, W.SUCCESS, W.FAILURE, W.FAILOVER}),
+    W.PAUSE: frozenset({W.RUNNING, W.READY_STOP, W.STOP}),
+    W.READY_STOP: frozenset({W.STOP, W.FAILOVER}),
+    # Terminal states may be re-run (REPEAT_RUNNING / START_FAILURE_TASK_PROCESS).
+    W.STOP: frozenset({W.RUNNING}),
+    W.FAILURE: frozenset({W.RUNNING}),
+    W.SUCCESS: frozenset({W.RUNNING}),
+}
+
+TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    T.SUBMITTED: frozenset(
+        {
+            T.DISPATCHED,
+            T.RUNNING,
+            T.KILL,
+            T.PAUSE,
+            T.DELAY_EXECUTION,
+            T.SKIPPED,
+            T.FAILURE,
+            T.NEED_FAULT_TOLERANCE,
+        }
+    ),
+    T.DELAY_EXECUTION: frozenset({T.SUBMITTED, T.DISPATCHED, T.KILL, T.PAUSE}),
+    T.DISPATCHED: frozenset({T.RUNNING, T.KILL, T.NEED_FAULT_TOLERANCE, T.FAILURE, T.PAUSE}),
+    T.RUNNING: frozenset({T.SUCCESS, T.FAILURE, T.KILL, T.NEED_FAULT_TOLERANCE}),
+    T.FAILURE: frozenset({T.FORCED_SUCCESS}),
+    T.SUCCESS: frozenset(),
+    T.KILL: frozenset({T.FORCED_SUCCESS}),
+    T.PAUSE: frozenset(),
+    T.NEED_FAULT_TOLERANCE: frozenset(),
+    T.FORCED_SUCCESS: frozenset(),
+    T.SKIPPED: frozenset(),
+}
+
+
+def can_transition_workflow(src: WorkflowState, dst: WorkflowState) -> bool:
+    """True when a workflow instance may move from ``src`` to ``dst``."""
+    return dst in WORKFLOW_TRANSITIONS[src]
+
+
+def can_transition_task(src: TaskState, dst: TaskState) -> bool:
+    """True when a task attempt may move from ``src`` to ``dst``."""
+    return dst in TASK_TRANSITIONS[src]
+
+
+def workflow_sources(dst: WorkflowState) -> tuple[str, ...]:
+    """The states from which ``dst`` is reachable, for conditional UPDATE ... WHERE state IN (...)."""
+    return tuple(s.value for s, targets in WORKFLOW_TRANSITIONS.items() if dst in targets)
+
+
+def task_sources(dst: TaskState) -> tuple[str, ...]:
+    """The states from which ``dst`` is reachable, for conditional UPDATE ... WHERE state IN (...)."""
+    return tuple(s.value for s, targets in TASK_TRANSITIONS.items() if dst in targets)

@@ -1,0 +1,125 @@
+"""The ZooKeeper client wrapper: connection with session state events that never block, epoch-
+bearing ephemeral registration, and helpers shared by masters and workers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kazoo.client import KazooClient, KazooState
+from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.retry import KazooRetry
+
+from common.errors import CoordinationUnavailable
+from common.settings import ZkSettings
+from common.zk_paths import ZkPaths
+
+log = logging.getLogger(__name__)
+
+# Session events put on ``ZkClient.events`` for the owning loop to act on.
+SESSION_SUSPENDED = "SUSPENDED"
+SESSION_LOST = "LOST"
+SESSION_CONNECTED = "CONNECTED"
+
+
+class ZkClient:
+    """A KazooClient plus a queue of session events; callbacks only enqueue, never block."""
+
+    def __init__(self, zk: ZkSettings, name: str = "node") -> None:
+        self.settings = zk
+        self.paths = ZkPaths(zk.root)
+        self.name = name
+        self.events: queue.Queue[str] = queue.Queue()
+        self.connected = threading.Event()
+        self.client = KazooClient(
+            hosts=zk.hosts,
+            timeout=zk.session_timeout_s,
+            connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0),
+            command_retry=KazooRetry(max_tries=3, delay=0.05, max_delay=0.5),
+        )
+        self.client.add_listener(self._on_state)
+
+    def _on_state(self, state: str) -> None:
+        if state == KazooState.CONNECTED:
+            self.connected.set()
+            self.events.put(SESSION_CONNECTED)
+        elif state == KazooState.SUSPENDED:
+            self.connected.clear()
+            self.events.put(SESSION_SUSPENDED)
+        elif state == KazooState.LOST:
+            self.connected.clear()
+            self.events.put(SESSION_LOST)
+
+    def start(self) -> None:
+        try:
+            self.client.start(timeout=self.settings.connect_timeout_s)
+        except Exception as exc:
+            raise CoordinationUnavailable(
+                f"{self.name}: cannot reach ZooKeeper at {self.settings.hosts}: {exc}"
+            ) from exc
+        self.ensure_roots()
+
+    def stop(self) -> None:
+        try:
+            self.client.stop()
+            self.client.close()
+        except Exception:  # closing a dead client must never raise during shutdown
+            log.debug("%s: error while closing ZooKeeper client", self.name, exc_info=True)
+
+    def ensure_roots(self) -> None:
+        for path in self.paths.all_roots():
+            self.client.ensure_path(path)
+
+    @property
+    def session_id(self) -> int:
+        sid = self.client.client_id
+        return int(sid[0]) if sid else 0
+
+    def register(self, path: str, data: dict[str, Any]) -> int:
+        """Create the ephemeral membership znode; return its czxid, the node's epoch."""
+        parent = path.rsplit("/", 1)[0]
+        self.client.ensure_path(parent)
+        body = json.dumps(data).encode()
+        try:
+            self.client.create(path, body, ephemeral=True)
+        except NodeExistsError:
+            # A znode of our own earlier session that has not expired yet: replace it only if
+            # it belongs to this session; otherwise another live node uses this id.
+            _, stat = self.client.get(path)
+            if stat.ephemeralOwner != self.session_id:
+                raise CoordinationUnavailable(
+                    f"{self.name}: {path} is held by another live session "
+                    f"({stat.ephemeralOwner:#x}); is a second node running with this id?"
+                ) from None
+            self.client.set(path, body)
+        _, stat = self.client.get(path)
+        return int(stat.czxid)
+
+    def set_json(self, path: str, data: dict[str, Any]) -> None:
+        self.client.set(path, json.dumps(data).encode())
+
+    def get_json(self, path: str) -> dict[str, Any] | None:
+        try:
+            raw, _ = self.client.get(path)
+        except NoNodeError:
+            return None
+        try:
+            value = json.loads(raw.decode() or "{}")
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def children(self, path: str) -> list[str]:
+        try:
+            return list(self.client.get_children(path))
+        except NoNodeError:
+            return []
+
+    def watch_children(self, path: str, callback: Callable[[list[str]], None]) -> None:
+        """One long-lived children watch; ``callback`` must not block."""
+        self.client.ensure_path(path)
+        self.client.ChildrenWatch(path, callback)

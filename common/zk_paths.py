@@ -1,0 +1,81 @@
+"""The only place that builds znode paths; every path lives under a configurable root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def _check_segment(value: str, what: str) -> str:
+    if not value or "/" in value or value in (".", ".."):
+        raise ValueError(f"invalid {what} for a znode name: {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ZkPaths:
+    """Znode layout: /nodes/masters, /nodes/workers/<group>, /queue/<group>, /leases, /locks."""
+
+    root: str = "/dagkeeper"
+
+    def __post_init__(self) -> None:
+        if not self.root.startswith("/") or (self.root.endswith("/") and self.root != "/"):
+            raise ValueError(
+                f"ZooKeeper root must be an absolute path without trailing '/': {self.root!r}"
+            )
+
+    def _join(self, *parts: str) -> str:
+        base = "" if self.root == "/" else self.root
+        return base + "/" + "/".join(parts)
+
+    # membership
+    def masters(self) -> str:
+        return self._join("nodes", "masters")
+
+    def master(self, master_id: str) -> str:
+        return self._join("nodes", "masters", _check_segment(master_id, "master id"))
+
+    def workers_root(self) -> str:
+        return self._join("nodes", "workers")
+
+    def workers(self, group: str) -> str:
+        return self._join("nodes", "workers", _check_segment(group, "worker group"))
+
+    def worker(self, group: str, worker_id: str) -> str:
+        return self._join(
+            "nodes",
+            "workers",
+            _check_segment(group, "worker group"),
+            _check_segment(worker_id, "worker id"),
+        )
+
+    # dispatch
+    def queue_root(self) -> str:
+        return self._join("queue")
+
+    def queue(self, group: str) -> str:
+        return self._join("queue", _check_segment(group, "worker group"))
+
+    def queue_entry(self, group: str, key: str) -> str:
+        return self._join(
+            "queue", _check_segment(group, "worker group"), _check_segment(key, "queue key")
+        )
+
+    def leases(self) -> str:
+        return self._join("leases")
+
+    def lease(self, task_instance_id: int) -> str:
+        return self._join("leases", str(int(task_instance_id)))
+
+    # coordination
+    def locks(self) -> str:
+        return self._join("locks")
+
+    def lock(self, name: str) -> str:
+        return self._join("locks", _check_segment(name, "lock name"))
+
+    def election(self, name: str) -> str:
+        return self._join("election", _check_segment(name, "election name"))
+
+    def all_roots(self) -> list[str]:
+        """Containers every node ensures on start."""
+        return [self.masters(), self.workers_root(), self.queue_root(), self.leases(), self.locks()]
