@@ -1,0 +1,165 @@
+"""Task-attempt queries for masters: read the attempts of instances, insert new attempts in one
+set-based statement, and mark pushed attempts DISPATCHED."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    id: int
+    workflow_instance_id: int
+    name: str
+    attempt: int
+    state: str
+    output: dict[str, Any]
+    end_time: datetime | None
+
+
+@dataclass(frozen=True)
+class NewAttempt:
+    workflow_instance_id: int
+    name: str
+    type: str
+    attempt: int
+    priority: int
+    worker_group: str
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CreatedAttempt:
+    id: int
+    workflow_instance_id: int
+    name: str
+    priority: int
+    worker_group: str
+
+
+def load_for_instances(s: Session, instance_ids: list[int]) -> list[AttemptRow]:
+    if not instance_ids:
+        return []
+    rows = s.execute(
+        text(
+            "SELECT id, workflow_instance_id, name, attempt, state, output, end_time"
+            " FROM task_instance WHERE workflow_instance_id = ANY(:ids)"
+        ),
+        {"ids": instance_ids},
+    ).all()
+    return [AttemptRow(*r) for r in rows]
+
+
+def insert_many(s: Session, attempts: list[NewAttempt]) -> list[CreatedAttempt]:
+    """Insert SUBMITTED attempts in one statement; an existing (instance, name, attempt) is kept
+    and not returned, so a replayed decision cannot create a second row."""
+    if not attempts:
+        return []
+    payload = json.dumps(
+        [
+            {
+                "w": a.workflow_instance_id,
+                "n": a.name,
+                "t": a.type,
+                "a": a.attempt,
+                "p": a.priority,
+                "g": a.worker_group,
+                "s": a.spec,
+            }
+            for a in attempts
+        ]
+    )
+    rows = s.execute(
+        text(
+            "INSERT INTO task_instance (workflow_instance_id, name, type, attempt, state,"
+            " priority, worker_group, spec)"
+            " SELECT (x->>'w')::bigint, x->>'n', x->>'t', (x->>'a')::int, 'SUBMITTED',"
+            " (x->>'p')::smallint, x->>'g', x->'s'"
+            " FROM jsonb_array_elements(CAST(:payload AS jsonb)) AS x"
+            " ON CONFLICT ON CONSTRAINT uq_task_attempt DO NOTHING"
+            " RETURNING id, workflow_instance_id, name, priority, worker_group"
+        ),
+        {"payload": payload},
+    ).all()
+    return [CreatedAttempt(*r) for r in rows]
+
+
+def mark_dispatched(s: Session, ids: list[int]) -> None:
+    if ids:
+        s.execute(
+            text(
+                "UPDATE task_instance SET state = 'DISPATCHED', dispatch_time = now()"
+                " WHERE id = ANY(:ids) AND state = 'SUBMITTED'"
+            ),
+            {"ids": ids},
+        )
+
+
+def submitted_of(s: Session, instance_ids: list[int]) -> list[CreatedAttempt]:
+    """SUBMITTED attempts of ``instance_ids`` (committed but maybe never queued)."""
+    if not instance_ids:
+        return []
+    rows = s.execute(
+        text(
+            "SELECT id, workflow_instance_id, name, priority, worker_group FROM task_instance"
+            " WHERE workflow_instance_id = ANY(:ids) AND state = 'SUBMITTED'"
+        ),
+        {"ids": instance_ids},
+    ).all()
+    return [CreatedAttempt(*r) for r in rows]
+
+
+def load_versions(s: Session, keys: list[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
+    """Workflow specs by (workflow_id, version)."""
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+    for wid, ver in keys:
+        spec = s.execute(
+            text("SELECT spec FROM workflow_version WHERE workflow_id = :w AND version = :v"),
+            {"w": wid, "v": ver},
+        ).scalar_one_or_none()
+        if spec is not None:
+            out[(wid, ver)] = spec
+    return out
+
+
+@dataclass(frozen=True)
+class InFlightRow:
+    id: int
+    workflow_instance_id: int
+    state: str
+    worker_group: str
+    lease_token: int | None
+    dispatch_time: datetime | None
+
+
+def in_flight_of(s: Session, instance_ids: list[int]) -> list[InFlightRow]:
+    """DISPATCHED and RUNNING attempts of ``instance_ids``."""
+    if not instance_ids:
+        return []
+    rows = s.execute(
+        text(
+            "SELECT id, workflow_instance_id, state, worker_group, lease_token, dispatch_time"
+            " FROM task_instance WHERE workflow_instance_id = ANY(:ids)"
+            " AND state IN ('DISPATCHED','RUNNING')"
+        ),
+        {"ids": instance_ids},
+    ).all()
+    return [InFlightRow(*r) for r in rows]
+
+
+def mark_need_fault_tolerance(s: Session, row: InFlightRow) -> bool:
+    """CAS an attempt whose lease is gone to NEED_FAULT_TOLERANCE (state and token unchanged)."""
+    res = s.execute(
+        text(
+            "UPDATE task_instance SET state = 'NEED_FAULT_TOLERANCE', end_time = now()"
+            " WHERE id = :id AND state = :st AND lease_token IS NOT DISTINCT FROM :tok"
+        ),
+        {"id": row.id, "st": row.state, "tok": row.lease_token},
+    )
+    return res.rowcount == 1  # type: ignore[attr-defined]

@@ -1,0 +1,177 @@
+"""Workflow-instance queries for masters; every write is a compare-and-set on state and owner
+epoch, so a master whose epoch is stale changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from common.states import WorkflowState, workflow_sources
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    id: int
+    workflow_id: int
+    version: int
+    state: str
+    priority: int
+    params: dict[str, Any]
+    run_options: dict[str, Any]
+    schedule_time: datetime | None
+    owner: str | None
+    owner_epoch: int | None
+
+
+_COLS = (
+    "id, workflow_id, version, state, priority, params, run_options, schedule_time, owner,"
+    " owner_epoch"
+)
+
+
+def take_ownership(s: Session, instance_id: int, owner: str, epoch: int) -> bool:
+    """SUBMITTED -> RUNNING owned by (owner, epoch); False when another master won or it moved."""
+    res = s.execute(
+        text(
+            "UPDATE workflow_instance SET state = 'RUNNING', owner = :o, owner_epoch = :e,"
+            " start_time = now() WHERE id = :id AND state = 'SUBMITTED'"
+        ),
+        {"o": owner, "e": epoch, "id": instance_id},
+    )
+    return res.rowcount == 1  # type: ignore[attr-defined]
+
+
+def create_owned(
+    s: Session,
+    *,
+    workflow_id: int,
+    version: int,
+    priority: int,
+    params: dict[str, Any],
+    command_type: str,
+    owner: str,
+    epoch: int,
+    schedule_id: int | None = None,
+    schedule_time: datetime | None = None,
+) -> int:
+    """Create a RUNNING instance owned by us (for commands that carry no instance row)."""
+    row = s.execute(
+        text(
+            "INSERT INTO workflow_instance (workflow_id, version, state, priority, params,"
+            " run_options, command_type, schedule_id, schedule_time, start_time, owner,"
+            " owner_epoch) VALUES (:w, :v, 'RUNNING', :p, CAST(:params AS jsonb), '{}', :ct,"
+            " :sid, :st, now(), :o, :e) RETURNING id"
+        ),
+        {
+            "w": workflow_id,
+            "v": version,
+            "p": priority,
+            "params": _json(params),
+            "ct": command_type,
+            "sid": schedule_id,
+            "st": schedule_time,
+            "o": owner,
+            "e": epoch,
+        },
+    ).scalar_one()
+    return int(row)
+
+
+def load_owned(
+    s: Session, owner: str, epoch: int, ids: list[int] | None = None
+) -> list[InstanceRow]:
+    """Our non-terminal instances (optionally only ``ids``)."""
+    sql = (
+        f"SELECT {_COLS} FROM workflow_instance WHERE owner = :o AND owner_epoch = :e"
+        " AND state NOT IN ('SUCCESS','FAILURE','STOP')"
+    )
+    args: dict[str, Any] = {"o": owner, "e": epoch}
+    if ids is not None:
+        sql += " AND id = ANY(:ids)"
+        args["ids"] = ids
+    return [InstanceRow(*r) for r in s.execute(text(sql), args).all()]
+
+
+def lock_owned(s: Session, ids: list[int], owner: str, epoch: int) -> set[int]:
+    """Share-lock those of ``ids`` we still own, so no adopter can take them before we commit."""
+    if not ids:
+        return set()
+    rows = s.execute(
+        text(
+            "SELECT id FROM workflow_instance WHERE id = ANY(:ids) AND owner = :o"
+            " AND owner_epoch = :e AND state NOT IN ('SUCCESS','FAILURE','STOP') FOR SHARE"
+        ),
+        {"ids": ids, "o": owner, "e": epoch},
+    ).scalars()
+    return {int(r) for r in rows}
+
+
+def finish(s: Session, instance_id: int, state: WorkflowState, owner: str, epoch: int) -> bool:
+    """Move an owned instance to a terminal state (CAS on allowed source states and epoch)."""
+    res = s.execute(
+        text(
+            "UPDATE workflow_instance SET state = :st, end_time = now() WHERE id = :id"
+            " AND owner = :o AND owner_epoch = :e AND state = ANY(:src)"
+        ),
+        {
+            "st": state.value,
+            "id": instance_id,
+            "o": owner,
+            "e": epoch,
+            "src": list(workflow_sources(state)),
+        },
+    )
+    return res.rowcount == 1  # type: ignore[attr-defined]
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def active_owners(s: Session) -> list[tuple[int, str | None, int | None]]:
+    """(id, owner, owner_epoch) of every owned, non-terminal instance."""
+    rows = s.execute(
+        text(
+            "SELECT id, owner, owner_epoch FROM workflow_instance WHERE owner IS NOT NULL"
+            " AND state NOT IN ('SUCCESS','FAILURE','STOP','SUBMITTED')"
+        )
+    ).all()
+    return [(int(r[0]), r[1], r[2]) for r in rows]
+
+
+def adopt(
+    s: Session,
+    instance_id: int,
+    old_owner: str | None,
+    old_epoch: int | None,
+    owner: str,
+    epoch: int,
+) -> bool:
+    """Compare-and-set ownership from a dead (owner, epoch) to ours."""
+    res = s.execute(
+        text(
+            "UPDATE workflow_instance SET owner = :o, owner_epoch = :e WHERE id = :id"
+            " AND owner IS NOT DISTINCT FROM :oo AND owner_epoch IS NOT DISTINCT FROM :oe"
+            " AND state NOT IN ('SUCCESS','FAILURE','STOP')"
+        ),
+        {"o": owner, "e": epoch, "id": instance_id, "oo": old_owner, "oe": old_epoch},
+    )
+    return res.rowcount == 1  # type: ignore[attr-defined]
+
+
+def add_alert(
+    s: Session, kind: str, title: str, content: dict[str, Any], instance_id: int | None = None
+) -> None:
+    s.execute(
+        text(
+            "INSERT INTO alert (kind, title, content, workflow_instance_id)"
+            " VALUES (:k, :t, CAST(:c AS jsonb), :i)"
+        ),
+        {"k": kind, "t": title, "c": _json(content), "i": instance_id},
+    )

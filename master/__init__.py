@@ -1,0 +1,1 @@
+"""The master daemon: membership, command loop, event-driven workflow runner, failover."""

@@ -1,0 +1,223 @@
+"""Master lifecycle: registration and heartbeat, the event loop (commands, task events, timers,
+membership changes, reconciliation) and self-fencing on ZooKeeper session loss."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from common.db.engine import make_engine, make_session_factory
+from common.errors import CoordinationUnavailable
+from common.logs import setup_logging
+from common.settings import Settings
+from common.task_queue import TaskQueue
+from common.zk import SESSION_CONNECTED, SESSION_LOST, SESSION_SUSPENDED, ZkClient
+from master import failover
+from master.commands import claim_commands
+from master.listener import Event, NotifyListener
+from master.runner import Identity, WorkflowRunner
+
+log = logging.getLogger(__name__)
+
+
+class MasterServer:
+    def __init__(self, settings: Settings, master_id: str | None = None) -> None:
+        self.settings = settings
+        self.master_id = master_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.engine = make_engine(settings.db)
+        self.sf = make_session_factory(self.engine)
+        self.zk = ZkClient(settings.zk, name=f"master {self.master_id}")
+        self.queue = TaskQueue(self.zk.client, self.zk.paths)
+        self.runner = WorkflowRunner(self.sf, self.queue)
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.listener = NotifyListener(settings.db.url, self.events, f"master {self.master_id}")
+        self.epoch = 0
+        self.started_at = datetime.now(UTC)
+        self.fenced = True
+        self._membership_changed = threading.Event()
+        self._last_poll = 0.0
+        self._last_heartbeat = 0.0
+        self._last_reconcile = 0.0
+
+    @property
+    def actor(self) -> str:
+        return f"master {self.master_id}@{self.epoch}"
+
+    # lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.zk.start()
+        self._register()
+        self.zk.watch_children(self.zk.paths.masters(), self._on_members)
+        self.zk.watch_children(self.zk.paths.workers_root(), self._on_worker_groups)
+        self.listener.start()
+        self.listener.ready.wait(timeout=10)
+        self._adopt()
+
+    def stop(self) -> None:
+        log.info("%s: stopping", self.actor)
+        self.listener.stop()
+        self.zk.stop()
+        self.engine.dispose()
+
+    def _register(self) -> None:
+        self.epoch = self.zk.register(self.zk.paths.master(self.master_id), self._heartbeat_data())
+        self.runner.identity = Identity(self.master_id, self.epoch)
+        self.fenced = False
+        log.info("%s: registered at %s", self.actor, self.zk.paths.master(self.master_id))
+
+    def _heartbeat_data(self) -> dict[str, Any]:
+        return {
+            "id": self.master_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "epoch": self.epoch,
+            "start_time": self.started_at.isoformat(),
+            "heartbeat": datetime.now(UTC).isoformat(),
+            "instances": len(self.runner.owned),
+            "load": os.getloadavg()[0],
+        }
+
+    # kazoo callbacks: never block --------------------------------------------------------
+    def _on_members(self, _children: list[str]) -> None:
+        self._membership_changed.set()
+        self.events.put(Event("wake"))
+
+    def _on_worker_groups(self, groups: list[str]) -> None:
+        for g in groups:
+            self.zk.client.ChildrenWatch(self.zk.paths.workers(g), self._on_members)
+        self._membership_changed.set()
+        self.events.put(Event("wake"))
+
+    # the loop ----------------------------------------------------------------------------
+    def _handle_session_events(self) -> None:
+        while True:
+            try:
+                ev = self.zk.events.get_nowait()
+            except queue.Empty:
+                return
+            if ev == SESSION_SUSPENDED:
+                log.warning("%s: ZooKeeper connection suspended; pausing", self.actor)
+                self.fenced = True
+            elif ev == SESSION_LOST:
+                log.error("%s: ZooKeeper session lost; dropping ownership", self.actor)
+                self.fenced = True
+                self.runner.drop_all()
+                self.epoch = 0
+            elif ev == SESSION_CONNECTED and self.fenced:
+                if self.epoch == 0 or not self.zk.client.exists(
+                    self.zk.paths.master(self.master_id)
+                ):
+                    self.runner.drop_all()
+                    self._register()
+                    self._adopt()
+                else:
+                    log.info("%s: ZooKeeper connection resumed", self.actor)
+                    self.fenced = False
+
+    def _adopt(self) -> None:
+        adopted = failover.adopt_orphans(
+            self.sf, self.zk, self.master_id, self.epoch, self.settings.zk.session_timeout_s
+        )
+        ids = self.runner.load_owned()
+        if adopted:
+            self.runner.requeue_submitted()
+        self.runner.step(set(ids))
+
+    def run_once(self, timeout: float = 0.5) -> None:
+        """One pass: wait for an event (or a timer, or the poll interval), then act."""
+        self._handle_session_events()
+        if self.fenced:
+            time.sleep(min(timeout, 0.2))
+            return
+        m = self.settings.master
+        nxt = self.runner.next_timer()
+        if nxt is not None:
+            timeout = max(0.0, min(timeout, (nxt - datetime.now(UTC)).total_seconds()))
+        dirty: set[int] = set()
+        want_commands = False
+        resync = False
+        pending: list[Event] = []
+        try:
+            pending.append(self.events.get(timeout=timeout))
+            while True:
+                pending.append(self.events.get_nowait())
+        except queue.Empty:
+            pass
+        for ev in pending:
+            if ev.kind == "task":
+                dirty.add(ev.instance_id)
+            elif ev.kind == "command":
+                want_commands = True
+            elif ev.kind == "resync":
+                want_commands = resync = True
+        now = time.monotonic()
+        if want_commands or now - self._last_poll >= m.command_poll_interval_s:
+            self._last_poll = now
+            claimed = claim_commands(self.sf, self.master_id, self.epoch, m.commands_per_claim)
+            if claimed:
+                dirty.update(self.runner.load_owned(claimed))
+        if self._membership_changed.is_set():
+            self._membership_changed.clear()
+            self._adopt()
+            dirty.update(self._reoffer())
+        if resync or now - self._last_reconcile >= m.reconcile_interval_s:
+            self._last_reconcile = now
+            dirty.update(self.runner.load_owned())
+            self.runner.requeue_submitted()
+            dirty.update(self._reoffer())
+        dirty.update(self.runner.due_timers(datetime.now(UTC)))
+        if dirty:
+            self.runner.step(dirty)
+        if now - self._last_heartbeat >= m.heartbeat_interval_s:
+            self._last_heartbeat = now
+            self.zk.set_json(self.zk.paths.master(self.master_id), self._heartbeat_data())
+
+    def _reoffer(self) -> set[int]:
+        return failover.reoffer_lost_attempts(
+            self.sf,
+            self.zk,
+            self.queue,
+            list(self.runner.owned),
+            self.settings.zk.session_timeout_s,
+            self.actor,
+        )
+
+    def serve_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.run_once(0.5)
+            except CoordinationUnavailable as exc:
+                log.error("%s: %s", self.actor, exc)
+                self.fenced = True
+                stop.wait(1.0)
+            except Exception:
+                # A PostgreSQL or ZooKeeper outage: log once per pass and try again.
+                log.exception("%s: loop pass failed; retrying", self.actor)
+                stop.wait(1.0)
+
+
+def main(settings: Settings) -> int:
+    setup_logging(settings.log_level)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = MasterServer(settings)
+    try:
+        server.start()
+    except CoordinationUnavailable as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("%s: serving", server.actor)
+    try:
+        server.serve_forever(stop)
+    finally:
+        server.stop()
+    return 0
