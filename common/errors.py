@@ -59,3 +59,10 @@ class StaleEpoch(DagkeeperError):
 
     code = "stale_epoch"
     http_status = 409
+
+
+class Forbidden(DagkeeperError):
+    """Authenticated, but the request reaches outside what it may touch (e.g. a log path)."""
+
+    code = "forbidden"
+    http_status = 403

@@ -1,0 +1,1 @@
+"""The REST API server of dagkeeper: FastAPI app factory, routers per resource, schemas."""

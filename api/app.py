@@ -1,0 +1,214 @@
+"""The FastAPI application factory: routers under /api/v1 behind the bearer token, the open
+probes /health and /ready, and error handlers that answer {"error": {code, message, details}}."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from kazoo.exceptions import KazooException
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.deps import ApiContext, get_ctx, require_token, resolve_token
+from api.routers import cluster, instances, task_instances, workflows
+from api.schemas import ReadyOut
+from common.db.engine import SessionFactory, make_engine, make_session_factory
+from common.errors import DagkeeperError, Unauthorized
+from common.settings import Settings
+from common.zk import ZkClient
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _json_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+async def _on_dagkeeper_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DagkeeperError)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    if exc.http_status >= 500:
+        log.warning("api: %s %s -> %d %s", request.method, request.url.path, exc.http_status, exc)
+    return error_response(
+        exc.http_status, exc.code, exc.message, _json_safe(exc.details), headers=headers
+    )
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        details.append({"loc": loc, "message": str(err.get("msg", "")), "type": err.get("type")})
+    message = "; ".join(f"{'.'.join(d['loc']) or 'request'}: {d['message']}" for d in details)
+    return error_response(422, "invalid", message or "invalid request", details)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = HTTP_CODES.get(exc.status_code, "error")
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, str(exc.detail), None, headers=headers)
+
+
+async def _on_integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    log.info("api: %s %s -> 409 integrity: %s", request.method, request.url.path, exc)
+    return error_response(409, "conflict", "the change conflicts with the current data")
+
+
+async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("api: %s %s -> 503 database: %s", request.method, request.url.path, exc)
+    return error_response(503, "database_unavailable", "PostgreSQL is not reachable")
+
+
+async def _on_zk_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("api: %s %s -> 503 zookeeper: %r", request.method, request.url.path, exc)
+    return error_response(503, "zookeeper_unavailable", "ZooKeeper is not reachable")
+
+
+class CatchAllMiddleware:
+    """Turns any unhandled exception into a logged traceback and a generic 500 answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("api: unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = error_response(500, "internal", "internal server error")
+            await response(scope, receive, send)
+
+
+def _ready(ctx: ApiContext) -> tuple[bool, dict[str, str]]:
+    checks: dict[str, str] = {}
+    try:
+        with ctx.session_factory() as s:
+            s.execute(text("SELECT 1"))
+        checks["postgresql"] = "ok"
+    except Exception as exc:
+        checks["postgresql"] = f"unreachable: {type(exc).__name__}"
+    try:
+        if ctx.zk_connected(wait_s=1.0):
+            ctx.zk.client.exists(ctx.zk.paths.root)
+            checks["zookeeper"] = "ok"
+        else:
+            checks["zookeeper"] = "unreachable: not connected"
+    except Exception as exc:
+        checks["zookeeper"] = f"unreachable: {type(exc).__name__}"
+    return all(v == "ok" for v in checks.values()), checks
+
+
+def _probes() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health")
+    def health() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @router.get("/ready", response_model=ReadyOut)
+    def ready(ctx: ApiContext = Depends(get_ctx)) -> Any:
+        """PostgreSQL answers SELECT 1 and ZooKeeper is connected; 503 otherwise."""
+        ok, checks = _ready(ctx)
+        if not ok:
+            return error_response(503, "not_ready", "a dependency is unreachable", checks)
+        return ReadyOut(status="ready", checks=checks)
+
+    return router
+
+
+def create_app(
+    settings: Settings, session_factory: SessionFactory | None = None, zk: ZkClient | None = None
+) -> FastAPI:
+    """Build the API. Without ``session_factory``/``zk`` the app makes its own from ``settings``
+    and closes them on shutdown; given ones belong to the caller."""
+    engine = None
+    if session_factory is None:
+        engine = make_engine(settings.db)
+        session_factory = make_session_factory(engine)
+    ctx = ApiContext(
+        settings=settings,
+        session_factory=session_factory,
+        token=resolve_token(settings),
+        zk=zk if zk is not None else ZkClient(settings.zk, name="api"),
+        owns_zk=zk is None,
+        owned_engine=engine,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx.start_zk()
+        try:
+            yield
+        finally:
+            ctx.close()
+            log.info("api: stopped")
+
+    app = FastAPI(
+        title="dagkeeper",
+        version="0.1.0",
+        description="REST API of the dagkeeper DAG workflow scheduler",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.add_exception_handler(DagkeeperError, _on_dagkeeper_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(IntegrityError, _on_integrity_error)
+    app.add_exception_handler(OperationalError, _on_database_down)
+    app.add_exception_handler(InterfaceError, _on_database_down)
+    app.add_exception_handler(KazooException, _on_zk_down)
+    app.add_middleware(CatchAllMiddleware)
+
+    app.include_router(_probes())
+    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
+    v1.include_router(workflows.router)
+    v1.include_router(instances.router)
+    v1.include_router(task_instances.router)
+    v1.include_router(cluster.router)
+    app.include_router(v1)
+    return app

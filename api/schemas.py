@@ -1,0 +1,358 @@
+"""Pydantic request and response models of the REST API, and their construction from DB rows.
+Times are ISO 8601 in UTC with an explicit offset; states and priorities are upper-case names."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Path, Query
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+
+from common.db.models import TaskInstance, WorkflowDefinition, WorkflowInstance, WorkflowVersion
+from common.states import Priority
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat()
+
+
+Timestamp = Annotated[datetime, PlainSerializer(_iso, return_type=str, when_used="json")]
+
+
+MAX_ID = 2**63 - 1
+# path and query parameters shared by the routers
+DbId = Annotated[int, Path(ge=1, le=MAX_ID, description="a database id")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="rows to skip")]
+
+
+def priority_name(value: int | str | None) -> str:
+    if value is None:
+        return Priority.MEDIUM.name
+    try:
+        return Priority.parse(value).name
+    except (KeyError, ValueError):
+        return str(value)
+
+
+def _upper(v: Any) -> Any:
+    return v.upper() if isinstance(v, str) else v
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 422)
+}
+
+
+# -- workflows ----------------------------------------------------------------------------------
+
+
+class WorkflowSummary(BaseModel):
+    id: int
+    name: str
+    description: str
+    version: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def from_row(cls, d: WorkflowDefinition) -> WorkflowSummary:
+        return cls(
+            id=d.id,
+            name=d.name,
+            description=d.description,
+            version=d.latest_version,
+            created_at=d.created_at,
+            updated_at=d.updated_at,
+        )
+
+
+class WorkflowDetail(BaseModel):
+    """One version's spec beside the workflow's id and version numbers; PUT accepts it back."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    name: str
+    version: int
+    latest_version: int
+    description: str = ""
+    priority: str = "MEDIUM"
+    timezone: str = "UTC"
+    params: dict[str, str] = {}
+    tasks: list[dict[str, Any]] = []
+    version_created_at: Timestamp
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def from_rows(cls, d: WorkflowDefinition, v: WorkflowVersion) -> WorkflowDetail:
+        spec = dict(v.spec)
+        return cls(
+            **spec,
+            id=d.id,
+            version=v.version,
+            latest_version=d.latest_version,
+            version_created_at=v.created_at,
+            created_at=d.created_at,
+            updated_at=d.updated_at,
+        )
+
+
+class VersionSummary(BaseModel):
+    workflow_id: int
+    version: int
+    name: str
+    description: str
+    tasks: int
+    created_at: Timestamp
+
+    @classmethod
+    def from_row(cls, v: WorkflowVersion) -> VersionSummary:
+        return cls(
+            workflow_id=v.workflow_id,
+            version=v.version,
+            name=str(v.spec.get("name", "")),
+            description=str(v.spec.get("description", "")),
+            tasks=len(v.spec.get("tasks", [])),
+            created_at=v.created_at,
+        )
+
+
+class WorkflowPage(BaseModel):
+    items: list[WorkflowSummary]
+    total: int
+
+
+class VersionPage(BaseModel):
+    items: list[VersionSummary]
+    total: int
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+class BackfillRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime | None = None
+    end: datetime | None = None
+    dates: list[datetime] | None = None
+    mode: Literal["SERIAL", "PARALLEL"] = "SERIAL"
+    parallelism: int = Field(default=1, ge=1, le=1000)
+
+    _upper_mode = field_validator("mode", mode="before")(_upper)
+
+
+class RunRequest(BaseModel):
+    """Body of POST /workflows/{id}/runs; every field is optional, unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, str | int | float | bool] = {}
+    priority: Literal["HIGHEST", "HIGH", "MEDIUM", "LOW", "LOWEST"] | None = None
+    worker_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
+    failure_strategy: Literal["CONTINUE", "END"] | None = None
+    start_nodes: list[str] | None = None
+    depend_mode: Literal["TASK_ONLY", "TASK_PRE", "TASK_POST"] | None = None
+    dry_run: bool = False
+    backfill: BackfillRequest | None = None
+
+    _upper_enums = field_validator("priority", "failure_strategy", "depend_mode", mode="before")(
+        _upper
+    )
+
+    def string_params(self) -> dict[str, str]:
+        out = {}
+        for k, v in self.params.items():
+            out[k] = ("true" if v else "false") if isinstance(v, bool) else str(v)
+        return out
+
+    def run_options(self) -> dict[str, Any]:
+        """Everything but params and priority, as stored in workflow_instance.run_options."""
+        return self.model_dump(mode="json", exclude={"params", "priority"}, exclude_none=True)
+
+
+class RunAccepted(BaseModel):
+    instance_id: int
+
+
+# -- instances and attempts ---------------------------------------------------------------------
+
+
+class TaskAttemptSummary(BaseModel):
+    id: int
+    name: str
+    type: str
+    state: str
+    attempt: int
+    host: str | None
+    worker_group: str
+    start_time: Timestamp | None
+    end_time: Timestamp | None
+    exit_code: int | None
+
+    @classmethod
+    def from_row(cls, t: TaskInstance) -> TaskAttemptSummary:
+        return cls(
+            id=t.id,
+            name=t.name,
+            type=t.type,
+            state=t.state,
+            attempt=t.attempt,
+            host=t.host,
+            worker_group=t.worker_group,
+            start_time=t.start_time,
+            end_time=t.end_time,
+            exit_code=t.exit_code,
+        )
+
+
+class InstanceSummary(BaseModel):
+    id: int
+    workflow_id: int
+    workflow_name: str | None
+    version: int
+    state: str
+    priority: str
+    command_type: str
+    params: dict[str, Any]
+    run_options: dict[str, Any]
+    schedule_id: int | None
+    schedule_time: Timestamp | None
+    submit_time: Timestamp
+    start_time: Timestamp | None
+    end_time: Timestamp | None
+    owner: str | None
+    owner_epoch: int | None
+    run_count: int
+
+    @classmethod
+    def fields_of(cls, i: WorkflowInstance, name: str | None) -> dict[str, Any]:
+        return {
+            "id": i.id,
+            "workflow_id": i.workflow_id,
+            "workflow_name": name,
+            "version": i.version,
+            "state": i.state,
+            "priority": priority_name(i.priority),
+            "command_type": i.command_type,
+            "params": i.params,
+            "run_options": i.run_options,
+            "schedule_id": i.schedule_id,
+            "schedule_time": i.schedule_time,
+            "submit_time": i.submit_time,
+            "start_time": i.start_time,
+            "end_time": i.end_time,
+            "owner": i.owner,
+            "owner_epoch": i.owner_epoch,
+            "run_count": i.run_count,
+        }
+
+    @classmethod
+    def from_row(cls, i: WorkflowInstance, name: str | None) -> InstanceSummary:
+        return cls(**cls.fields_of(i, name))
+
+
+class InstanceDetail(InstanceSummary):
+    tasks: list[TaskAttemptSummary]
+
+    @classmethod
+    def from_rows(
+        cls, i: WorkflowInstance, name: str | None, tasks: list[TaskInstance]
+    ) -> InstanceDetail:
+        return cls(**cls.fields_of(i, name), tasks=[TaskAttemptSummary.from_row(t) for t in tasks])
+
+
+class InstancePage(BaseModel):
+    items: list[InstanceSummary]
+    total: int
+
+
+class TaskInstanceOut(TaskAttemptSummary):
+    workflow_instance_id: int
+    priority: str
+    worker_id: str | None
+    pid: int | None
+    lease_token: int | None
+    log_path: str | None
+    output: dict[str, Any]
+    spec: dict[str, Any]
+    submit_time: Timestamp
+    dispatch_time: Timestamp | None
+
+    @classmethod
+    def from_row(cls, t: TaskInstance) -> TaskInstanceOut:
+        # the resolved environment may hold secrets: never shown
+        spec = {k: v for k, v in (t.spec or {}).items() if k != "env"}
+        return cls(
+            **TaskAttemptSummary.from_row(t).model_dump(),
+            workflow_instance_id=t.workflow_instance_id,
+            priority=priority_name(t.priority),
+            worker_id=t.worker_id,
+            pid=t.pid,
+            lease_token=t.lease_token,
+            log_path=t.log_path,
+            output=t.output or {},
+            spec=spec,
+            submit_time=t.submit_time,
+            dispatch_time=t.dispatch_time,
+        )
+
+
+class TaskInstancePage(BaseModel):
+    items: list[TaskInstanceOut]
+    total: int
+
+
+class LogWindow(BaseModel):
+    """``next`` is the ``skip`` of the following request; ``complete`` = no more lines will come."""
+
+    lines: list[str]
+    next: int
+    complete: bool
+    available: bool = True
+
+
+# -- cluster and probes -------------------------------------------------------------------------
+
+
+class Member(BaseModel):
+    id: str
+    epoch: int
+    host: str | None = None
+    pid: int | None = None
+    groups: list[str] = []
+    capacity: int | None = None
+    load: int | None = None
+    start_time: Any = None
+    data: dict[str, Any] = {}
+
+
+class ClusterOut(BaseModel):
+    masters: list[Member]
+    workers: list[Member]
+    queues: dict[str, int]
+    leases: int
+    cron_leader: str | None
+
+
+class ReadyOut(BaseModel):
+    status: str
+    checks: dict[str, str]

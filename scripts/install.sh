@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Idempotent setup: ZooKeeper, PostgreSQL and Java from apt when missing, then .venv (Python >= 3.11)
+# with the project installed editable; pip runs only when pyproject.toml or the package set changed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { echo "install: $*"; }
+
+# --- system packages ------------------------------------------------------------------------------
+pkgs=()
+[[ -f /usr/share/java/zookeeper.jar ]] || pkgs+=(zookeeper)
+command -v java >/dev/null 2>&1 || pkgs+=(default-jre-headless)
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || pkgs+=(postgresql)
+if ((${#pkgs[@]})); then
+    if [[ $(id -u) -eq 0 ]]; then
+        sudo=()
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo=(sudo)
+    else
+        echo "install: missing system packages; run as root:" >&2
+        echo "  apt-get update && apt-get install -y ${pkgs[*]}" >&2
+        exit 1
+    fi
+    say "installing ${pkgs[*]} with apt-get"
+    "${sudo[@]}" apt-get update -q
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}"
+else
+    say "ZooKeeper, Java and PostgreSQL present"
+fi
+
+# --- Python virtualenv --------------------------------------------------------------------------
+if [[ ! -x .venv/bin/python ]]; then
+    py=""
+    for candidate in python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+            py=$candidate
+            break
+        fi
+    done
+    if [[ -z $py ]]; then
+        echo "install: Python >= 3.11 is needed (python3.11 or python3); found none" >&2
+        exit 1
+    fi
+    say "creating .venv with $("$py" --version)"
+    "$py" -m venv .venv
+fi
+
+# Reinstall when pyproject.toml changes, or when a top-level package appears (editable installs
+# map the packages that existed at install time).
+stamp_file=.venv/.dagkeeper-install-stamp
+stamp=$({ sha256sum pyproject.toml; ls -1 -- */__init__.py 2>/dev/null || true; } | sha256sum)
+if [[ ! -f $stamp_file || "$(cat "$stamp_file")" != "$stamp" ]]; then
+    say "pip install -e '.[test]' into .venv"
+    .venv/bin/pip install -q -e '.[test]'
+    echo "$stamp" >"$stamp_file"
+else
+    say ".venv up to date"
+fi
