@@ -52,6 +52,31 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from common import doctor
+    from common.db.engine import make_engine, make_session_factory
+    from common.errors import CoordinationUnavailable
+    from common.zk import ZkClient
+
+    settings = _settings()
+    engine = make_engine(settings.db, pool_size=1)
+    zk = ZkClient(settings.zk, name="doctor")
+    try:
+        zk.start()
+        findings, fixed = doctor.run(make_session_factory(engine), zk, args.repair)
+    except CoordinationUnavailable as exc:
+        print(f"dagkeeper doctor: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # an operator command reports, never a stack trace
+        print(f"dagkeeper doctor: cannot check the cluster: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        zk.stop()
+        engine.dispose()
+    print(doctor.report(findings, fixed, args.json))
+    return 0 if not findings or (args.repair and all(f.repairable for f in findings)) else 1
+
+
 def cmd_standalone(args: argparse.Namespace) -> int:
     from common.standalone import main
 
@@ -71,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(
         func=cmd_migrate
     )
+    dp = sub.add_parser("doctor", help="check PostgreSQL against ZooKeeper; --repair fixes drift")
+    dp.add_argument("--repair", action="store_true", help="fix what is safe to fix")
+    dp.add_argument("--json", action="store_true", help="print the findings as JSON")
+    dp.set_defaults(func=cmd_doctor)
     sp = sub.add_parser(
         "standalone",
         help="run PostgreSQL, ZooKeeper, a master, a worker and the API on this machine",
