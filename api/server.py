@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from common.errors import DagkeeperError
+from common.logs import setup_logging
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def build_server(settings: Settings, app: FastAPI | None = None) -> ApiServer:
 
 def main(settings: Settings) -> int:
     """Run the API server until SIGTERM/SIGINT; 0 after a clean stop, non-zero on failure."""
+    setup_logging(settings.log_level)
     try:
         server = build_server(settings)
     except DagkeeperError as exc:
