@@ -1,0 +1,566 @@
+"""The worker against real PostgreSQL and ZooKeeper. The tests play the master: they insert the
+rows a master creates (definition, version, instance, SUBMITTED task attempts) and push queue keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg2
+import pytest
+from kazoo.client import KazooClient
+from sqlalchemy import Engine, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.engine import make_url
+
+from common.db.attempts_worker import finish_attempt, load_attempt, mark_running
+from common.db.engine import CHANNEL_TASK, SessionFactory, make_engine, make_session_factory
+from common.db.models import TaskInstance, WorkflowDefinition, WorkflowInstance, WorkflowVersion
+from common.localserver import free_port, wait_for
+from common.settings import Settings
+from common.task_queue import QueueEntry, QueueKey, TaskQueue
+from common.zk import ZkClient
+from worker.executor import DB_BACKOFF_S
+from worker.server import WorkerServer
+
+TERMINAL = {"SUCCESS", "FAILURE", "KILL", "NEED_FAULT_TOLERANCE"}
+
+
+@dataclass
+class Run:
+    workflow_id: int
+    instance_id: int
+    task_ids: list[int]
+    groups: list[str]
+    priorities: list[int]
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    eng = make_engine(settings.db)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sf(engine: Engine) -> SessionFactory:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def zk(settings: Settings) -> Iterator[ZkClient]:
+    client = ZkClient(settings.zk, name="test-master")
+    client.start()
+    yield client
+    client.stop()
+
+
+@pytest.fixture
+def start_worker(settings: Settings) -> Iterator[Callable[..., WorkerServer]]:
+    """Start a WorkerServer serving in a thread; keyword arguments override worker settings."""
+    started: list[tuple[WorkerServer, threading.Event, threading.Thread]] = []
+
+    def start(engine: Engine | None = None, **worker: Any) -> WorkerServer:
+        s = settings.model_copy(update={"worker": settings.worker.model_copy(update=worker)})
+        w = WorkerServer(s, engine=engine)
+        w.start()
+        stop = threading.Event()
+        t = threading.Thread(target=w.serve_forever, args=(stop,), name=w.worker_id, daemon=True)
+        t.start()
+        started.append((w, stop, t))
+        return w
+
+    yield start
+    for w, stop, t in started:
+        stop.set()
+        w.stop(grace=0)
+        t.join(10)
+
+
+def create_run(sf: SessionFactory, tasks: list[str | dict[str, Any]], wf_priority: int = 2) -> Run:
+    """One definition + version + RUNNING instance + SUBMITTED attempts, as a master makes them."""
+    specs = [{"command": t} if isinstance(t, str) else dict(t) for t in tasks]
+    with sf.begin() as s:
+        wd = WorkflowDefinition(name=f"wf-{uuid.uuid4().hex[:12]}", latest_version=1)
+        s.add(wd)
+        s.flush()
+        body = {"name": wd.name, "tasks": [{"name": f"t{i}", **sp} for i, sp in enumerate(specs)]}
+        s.add(WorkflowVersion(workflow_id=wd.id, version=1, spec=body))
+        s.flush()
+        wfi = WorkflowInstance(
+            workflow_id=wd.id,
+            version=1,
+            state="RUNNING",
+            priority=wf_priority,
+            command_type="START_PROCESS",
+            owner="test-master",
+            owner_epoch=1,
+        )
+        s.add(wfi)
+        s.flush()
+        rows = []
+        for i, sp in enumerate(specs):
+            group = sp.pop("worker_group", "default")
+            pri = sp.pop("priority", 2)
+            spec = {"name": f"t{i}", "type": "SHELL", "worker_group": group, **sp}
+            spec.setdefault("env", {})
+            rows.append(
+                TaskInstance(
+                    workflow_instance_id=wfi.id,
+                    name=f"t{i}",
+                    type="SHELL",
+                    attempt=1,
+                    state="SUBMITTED",
+                    priority=pri,
+                    worker_group=group,
+                    spec=spec,
+                )
+            )
+        s.add_all(rows)
+        s.flush()
+        return Run(
+            wd.id,
+            wfi.id,
+            [r.id for r in rows],
+            [r.worker_group for r in rows],
+            [r.priority for r in rows],
+        )
+
+
+def push(zk: ZkClient, run: Run, wf_priority: int = 2) -> None:
+    entries = [
+        QueueEntry(g, QueueKey(wf_priority, run.instance_id, p, t))
+        for t, g, p in zip(run.task_ids, run.groups, run.priorities, strict=True)
+    ]
+    assert TaskQueue(zk.client, zk.paths).push(entries) == len(entries)
+
+
+def rows(sf: SessionFactory, ids: list[int]) -> dict[int, TaskInstance]:
+    with sf.begin() as s:
+        found = s.scalars(sa_select(TaskInstance).where(TaskInstance.id.in_(ids))).all()
+        return {r.id: r for r in found}
+
+
+def wait_rows(
+    sf: SessionFactory, ids: list[int], scale: float, states: set[str] = TERMINAL, timeout=30.0
+) -> dict[int, TaskInstance]:
+    def done() -> dict[int, TaskInstance]:
+        got = rows(sf, ids)
+        return got if all(r.state in states for r in got.values()) else {}
+
+    return wait_for(done, timeout * scale, interval=0.05, what=f"tasks {ids} in {states}")
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # nobody may reap it here
+    except psutil.NoSuchProcess:
+        return True
+
+
+def session_of(w: WorkerServer) -> ZkClient:
+    assert w.zk is not None
+    return w.zk
+
+
+def read_text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+# 1. one worker runs SHELL tasks
+
+
+def test_runs_shell_tasks_success_failure_and_outputs(
+    sf: SessionFactory,
+    zk: ZkClient,
+    start_worker: Callable[..., WorkerServer],
+    settings: Settings,
+    timeout_scale: float,
+) -> None:
+    run = create_run(
+        sf,
+        [
+            {
+                "command": "echo \"hello $who\"\necho oops >&2\necho '${setValue(x=1)}'",
+                "env": {"who": "world"},
+            },
+            "echo failing\nexit 7",
+        ],
+    )
+    w = start_worker()
+    push(zk, run)
+    got = wait_rows(sf, run.task_ids, timeout_scale)
+    ok, bad = got[run.task_ids[0]], got[run.task_ids[1]]
+
+    assert (ok.state, ok.exit_code, ok.output) == ("SUCCESS", 0, {"x": "1"})
+    assert (bad.state, bad.exit_code, bad.output) == ("FAILURE", 7, {})
+    for r in (ok, bad):
+        assert r.host == settings.worker.host
+        assert r.worker_id == w.worker_id
+        assert r.lease_token == w.epoch
+        assert r.pid and r.start_time and r.end_time and r.start_time <= r.end_time
+        expected = settings.log_path / str(run.workflow_id) / str(run.instance_id) / f"{r.id}.log"
+        assert r.log_path == str(expected)
+    log_ok = Path(ok.log_path or "").read_text().splitlines()
+    assert log_ok == ["hello world", "oops", "${setValue(x=1)}"]
+    assert Path(bad.log_path or "").read_text() == "failing\n"
+    # the script ran in its own working directory
+    assert (settings.exec_path / str(run.instance_id) / str(ok.id) / "task.sh").exists()
+    # leases released, queue empty
+    wait_for(lambda: not zk.children(zk.paths.leases()), 10 * timeout_scale, what="leases gone")
+    assert zk.children(zk.paths.queue("default")) == []
+
+
+def test_timeout_unknown_type_and_unstartable_rows(
+    sf: SessionFactory,
+    zk: ZkClient,
+    start_worker: Callable[..., WorkerServer],
+    timeout_scale: float,
+) -> None:
+    run = create_run(sf, [{"command": "echo start\nsleep 30", "timeout_s": 0.5}, "echo no", "x"])
+    slow, unstartable, weird = run.task_ids
+    with sf.begin() as s:
+        s.execute(update(TaskInstance).where(TaskInstance.id == unstartable).values(state="KILL"))
+        s.execute(update(TaskInstance).where(TaskInstance.id == weird).values(type="NOPE"))
+    start_worker(kill_grace_s=0.5)
+    push(zk, run)
+    got = wait_rows(sf, [slow, weird], timeout_scale)
+    assert (got[slow].state, got[slow].exit_code) == ("FAILURE", 143)
+    assert "timed out" in Path(got[slow].log_path or "").read_text()
+    assert (got[weird].state, got[weird].exit_code) == ("FAILURE", None)
+    assert "NOPE" in Path(got[weird].log_path or "").read_text()
+    wait_for(lambda: not zk.children(zk.paths.leases()), 10 * timeout_scale, what="leases gone")
+    assert rows(sf, [unstartable])[unstartable].state == "KILL"  # untouched, never run
+    assert rows(sf, [unstartable])[unstartable].start_time is None
+
+
+# 2. two workers race over one queue
+
+
+def test_two_workers_run_every_task_exactly_once(
+    sf: SessionFactory,
+    zk: ZkClient,
+    start_worker: Callable[..., WorkerServer],
+    tmp_path: Path,
+    timeout_scale: float,
+) -> None:
+    side = tmp_path / "side-effects.txt"
+    run = create_run(sf, [f'echo "$DAGKEEPER_TASK_INSTANCE_ID" >> {side}'] * 200)
+    a = start_worker(capacity=4)
+    b = start_worker(capacity=4)
+    assert a.worker_id != b.worker_id and a.epoch != b.epoch
+    started = time.monotonic()
+    push(zk, run)
+    got = wait_rows(sf, run.task_ids, timeout_scale, timeout=120)
+    elapsed = time.monotonic() - started
+
+    assert {r.state for r in got.values()} == {"SUCCESS"}
+    lines = side.read_text().split()
+    assert sorted(int(x) for x in lines) == sorted(run.task_ids)  # each once, none left
+    by_worker = {w: sum(r.worker_id == w for r in got.values()) for w in (a.worker_id, b.worker_id)}
+    assert all(n > 0 for n in by_worker.values()), by_worker
+    assert sum(by_worker.values()) == 200
+    assert zk.children(zk.paths.queue("default")) == []
+    wait_for(lambda: not zk.children(zk.paths.leases()), 10 * timeout_scale, what="leases gone")
+    print(f"200 tasks on 2 workers in {elapsed:.2f}s ({200 / elapsed:.0f}/s), {by_worker}")
+
+
+def test_claims_follow_queue_key_order_across_groups(
+    sf: SessionFactory,
+    zk: ZkClient,
+    start_worker: Callable[..., WorkerServer],
+    tmp_path: Path,
+    timeout_scale: float,
+) -> None:
+    order = tmp_path / "order.txt"
+    cmd = f'echo "$DAGKEEPER_TASK_NAME" >> {order}'
+    tasks: list[str | dict[str, Any]] = [
+        {"command": cmd, "worker_group": g, "priority": p}
+        for g, p in [("a", 3), ("b", 0), ("a", 1), ("b", 4), ("a", 0), ("b", 2)]
+    ]
+    run = create_run(sf, tasks)
+    push(zk, run)  # everything is queued before the worker looks
+    start_worker(capacity=1, groups=["a", "b"])
+    wait_rows(sf, run.task_ids, timeout_scale)
+    # same instance: task priority, then task id
+    assert order.read_text().split() == ["t1", "t4", "t2", "t5", "t0", "t3"]
+
+
+# 3. registration and leases in ZooKeeper
+
+
+def test_registration_and_lease_znodes(
+    sf: SessionFactory,
+    zk: ZkClient,
+    start_worker: Callable[..., WorkerServer],
+    tmp_path: Path,
+    timeout_scale: float,
+) -> None:
+    flag = tmp_path / "release"
+    w = start_worker(capacity=3, groups=["default", "gpu"])
+    paths = [zk.paths.worker("default", w.worker_id), zk.paths.worker("gpu", w.worker_id)]
+    assert w.registration_paths == paths
+    for path in paths:
+        raw, stat = zk.client.get(path)
+        data = json.loads(raw)
+        assert data["host"] == w.host and data["pid"] == os.getpid()
+        assert data["capacity"] == 3 and data["groups"] == ["default", "gpu"]
+        assert data["epoch"] == w.epoch
+        assert stat.ephemeralOwner == session_of(w).session_id
+    assert zk.client.get(paths[0])[1].czxid == w.epoch
+
+    run = create_run(
+        sf, [{"command": f"while [ ! -e {flag} ]; do sleep 0.05; done", "worker_group": "gpu"}]
+    )
+    ti = run.task_ids[0]
+    push(zk, run)
+    wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})
+    raw, stat = zk.client.get(zk.paths.lease(ti))
+    assert json.loads(raw) == {"worker": w.worker_id, "epoch": w.epoch, "host": w.host}
+    assert stat.ephemeralOwner == session_of(w).session_id
+    assert w.running == [ti]
+    # the load is published with the heartbeat
+    wait_for(
+        lambda: (zk.get_json(paths[1]) or {}).get("load") == 1, 5 * timeout_scale, what="load 1"
+    )
+    flag.touch()
+    assert wait_rows(sf, [ti], timeout_scale)[ti].state == "SUCCESS"
+    wait_for(lambda: zk.client.exists(zk.paths.lease(ti)) is None, 10 * timeout_scale, what="lease")
+    w.stop(grace=0)
+    assert all(zk.client.exists(p) is None for p in paths)
+
+
+# 4. fencing: a stale token changes nothing
+
+
+def test_finish_with_stale_token_changes_nothing(
+    sf: SessionFactory,
+    zk: ZkClient,
+    start_worker: Callable[..., WorkerServer],
+    db_url: str,
+    tmp_path: Path,
+    timeout_scale: float,
+) -> None:
+    flag = tmp_path / "release"
+    run = create_run(sf, [f"while [ ! -e {flag} ]; do sleep 0.05; done\necho finished"])
+    ti = run.task_ids[0]
+    listener = psycopg2.connect(
+        make_url(db_url).set(drivername="postgresql").render_as_string(False)
+    )
+    listener.autocommit = True
+    listener.cursor().execute(f"LISTEN {CHANNEL_TASK}")
+    try:
+        w = start_worker()
+        push(zk, run)
+        before = wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})[ti]
+        with sf.begin() as s:
+            assert not finish_attempt(
+                s, ti, lease_token=w.epoch + 1, state="SUCCESS", exit_code=0, output={"a": "b"}
+            )
+            assert not finish_attempt(s, ti, lease_token=w.epoch - 1, state="FAILURE", exit_code=1)
+            assert not mark_running(
+                s, ti, host="elsewhere", worker_id="intruder", lease_token=1, pid=1, log_path="/x"
+            )
+        after = rows(sf, [ti])[ti]
+        for col in ("state", "exit_code", "output", "end_time", "lease_token", "worker_id", "pid"):
+            assert getattr(after, col) == getattr(before, col), col
+        flag.touch()
+        done = wait_rows(sf, [ti], timeout_scale)[ti]
+        assert (done.state, done.exit_code) == ("SUCCESS", 0)
+
+        def notified() -> list[str] | None:
+            select.select([listener], [], [], 0.1)
+            listener.poll()
+            return [n.payload for n in listener.notifies] or None
+
+        # exactly one wake-up, from the real finish; the stale writes sent none
+        assert wait_for(notified, 10 * timeout_scale, what="notify") == [str(run.instance_id)]
+        with sf.begin() as s:  # the real token cannot finish it twice either
+            assert not finish_attempt(s, ti, lease_token=w.epoch, state="FAILURE", exit_code=1)
+            att = load_attempt(s, ti)
+        assert att is not None and att.state == "SUCCESS" and att.workflow_id == run.workflow_id
+    finally:
+        listener.close()
+
+
+# 5. killing a task kills its process group
+
+
+def test_stop_kills_the_whole_process_group(
+    sf: SessionFactory,
+    zk: ZkClient,
+    start_worker: Callable[..., WorkerServer],
+    tmp_path: Path,
+    timeout_scale: float,
+) -> None:
+    pids = tmp_path / "pids"
+    command = (
+        f"sleep 300 &\necho $! >> {pids}\n"
+        f"bash -c 'trap \"\" TERM; sleep 300' &\necho $! >> {pids}\nwait"
+    )
+    run = create_run(sf, [command])
+    ti = run.task_ids[0]
+    w = start_worker(kill_grace_s=0.5)
+    push(zk, run)
+    row = wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})[ti]
+    wait_for(lambda: len(read_text(pids).split()) == 2, 10 * timeout_scale, what="children")
+    children = [int(p) for p in read_text(pids).split()]
+    assert row.pid and not gone(row.pid) and not any(gone(c) for c in children)
+
+    w.stop(grace=0)
+
+    assert gone(row.pid)
+    wait_for(lambda: all(gone(c) for c in children), 10 * timeout_scale, what="children gone")
+    after = rows(sf, [ti])[ti]
+    # killed by the worker, not by its own fault: the master runs it again elsewhere
+    assert (after.state, after.exit_code) == ("NEED_FAULT_TOLERANCE", 143)
+    assert "stopped by the worker" in Path(after.log_path or "").read_text()
+    assert zk.client.exists(zk.paths.lease(ti)) is None
+
+
+def test_stop_with_grace_lets_running_tasks_finish(
+    sf: SessionFactory,
+    zk: ZkClient,
+    start_worker: Callable[..., WorkerServer],
+    tmp_path: Path,
+    timeout_scale: float,
+) -> None:
+    flag = tmp_path / "go"
+    run = create_run(sf, [f"while [ ! -e {flag} ]; do sleep 0.05; done"])
+    ti = run.task_ids[0]
+    w = start_worker()
+    push(zk, run)
+    wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})
+    threading.Timer(0.3, flag.touch).start()
+    w.stop(grace=30 * timeout_scale)
+    assert rows(sf, [ti])[ti].state == "SUCCESS"
+
+
+def test_session_loss_kills_tasks_and_reregisters(
+    sf: SessionFactory,
+    zk: ZkClient,
+    start_worker: Callable[..., WorkerServer],
+    settings: Settings,
+    tmp_path: Path,
+    timeout_scale: float,
+) -> None:
+    pids = tmp_path / "pids"
+    run = create_run(sf, [f"sleep 300 &\necho $! >> {pids}\nwait"])
+    ti = run.task_ids[0]
+    w = start_worker()
+    old_epoch, old_session = w.epoch, session_of(w).session_id
+    push(zk, run)
+    row = wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})[ti]
+    wait_for(lambda: read_text(pids).strip(), 10 * timeout_scale, what="child pid")
+    child = int(read_text(pids))
+
+    # expire the worker's session: a second client on the same session closes it
+    sid, passwd = session_of(w).client.client_id
+    thief = KazooClient(hosts=settings.zk.hosts, client_id=(sid, passwd))
+    thief.start()
+    thief.stop()
+    thief.close()
+
+    wait_for(lambda: w.epoch != old_epoch, 30 * timeout_scale, what="re-registered")
+    assert w.zk is not None and session_of(w).session_id != old_session
+    assert gone(row.pid or 0)
+    wait_for(lambda: gone(child), 10 * timeout_scale, what="child killed")
+    reg = zk.get_json(zk.paths.worker("default", w.worker_id))
+    assert reg is not None and reg["epoch"] == w.epoch
+    # the worker wrote nothing about the lost attempt: its failover is the master's job
+    after = rows(sf, [ti])[ti]
+    assert (after.state, after.lease_token, after.end_time) == ("RUNNING", old_epoch, None)
+    assert w.stats["sessions_lost"] == 1 and w.running == []
+    # and it keeps working under its new epoch
+    run2 = create_run(sf, ["echo again"])
+    push(zk, run2)
+    r2 = wait_rows(sf, run2.task_ids, timeout_scale)[run2.task_ids[0]]
+    assert (r2.state, r2.lease_token) == ("SUCCESS", w.epoch)
+
+
+def test_unreachable_database_puts_claims_back(
+    sf: SessionFactory,
+    zk: ZkClient,
+    start_worker: Callable[..., WorkerServer],
+    timeout_scale: float,
+) -> None:
+    run = create_run(sf, ["echo never"] * 3)
+    dead = make_engine(f"postgresql+psycopg2://nobody@127.0.0.1:{free_port()}/nothing")
+    try:
+        w = start_worker(engine=dead, report_retry_deadline_s=0.3)
+        push(zk, run)
+        wait_for(lambda: w.stats["unclaim"] >= 3, 20 * timeout_scale, what="claims put back")
+        first = time.monotonic()
+        wait_for(lambda: w.stats["unclaim"] >= 6, 20 * timeout_scale, what="claimed again")
+        # the worker backs off (DB_BACKOFF_S) instead of spinning on claim and put-back
+        assert time.monotonic() - first >= 0.8 * DB_BACKOFF_S
+        w.stop(grace=0)
+    finally:
+        dead.dispose()
+    queue = zk.children(zk.paths.queue("default"))
+    assert len(queue) == 3  # every key is back for another worker
+    assert zk.children(zk.paths.leases()) == []
+    assert {r.state for r in rows(sf, run.task_ids).values()} == {"SUBMITTED"}
+
+
+def test_zookeeper_silence_fences_tasks_before_the_session_can_expire(
+    sf: SessionFactory,
+    zk: ZkClient,
+    zk_server: Any,
+    start_worker: Callable[..., WorkerServer],
+    settings: Settings,
+    tmp_path: Path,
+    timeout_scale: float,
+) -> None:
+    pids = tmp_path / "pids"
+    run = create_run(sf, [f"sleep 300 &\necho $! >> {pids}\nwait"])
+    ti = run.task_ids[0]
+    w = start_worker()
+    push(zk, run)
+    row = wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})[ti]
+    wait_for(lambda: read_text(pids).strip(), 10 * timeout_scale, what="child pid")
+    child = int(read_text(pids))
+
+    zk_server.signal_group(signal.SIGSTOP)  # no answers any more; the session clock runs on
+    frozen = time.monotonic()
+    try:
+        wait_for(
+            lambda: gone(child) and gone(row.pid or 0),
+            3 * settings.zk.session_timeout_s * timeout_scale,
+            interval=0.05,
+            what="tasks fenced",
+        )
+        fenced_after = time.monotonic() - frozen
+    finally:
+        zk_server.signal_group(signal.SIGCONT)
+    # killed before the server could have expired the session and let another worker rerun it
+    assert fenced_after < settings.zk.session_timeout_s
+
+    def settled() -> bool:
+        r = rows(sf, [ti])[ti]
+        if r.state == "NEED_FAULT_TOLERANCE":  # the session survived: the attempt is handed back
+            return r.lease_token == w.epoch
+        return r.state == "RUNNING" and w.stats["sessions_lost"] >= 1  # expired: wrote nothing
+
+    wait_for(settled, 30 * timeout_scale, what="fenced attempt settled")
+
+    def pushed(r: Run) -> bool:
+        try:
+            push(zk, r)
+            return True
+        except Exception:  # the test's own session may be reconnecting
+            return False
+
+    run2 = create_run(sf, ["echo again"])
+    wait_for(lambda: pushed(run2), 30 * timeout_scale, what="push after the freeze")
+    assert wait_rows(sf, run2.task_ids, timeout_scale)[run2.task_ids[0]].state == "SUCCESS"

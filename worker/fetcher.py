@@ -1,0 +1,213 @@
+"""The queue fetcher: one long-lived children watch per group queue keeps the latest key list; a
+claim pass takes keys in dispatch order across all groups, each with one ZooKeeper transaction;
+leases are released (pipelined) or handed back to the queue here too."""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from functools import partial
+from itertools import repeat
+from typing import Any
+
+from kazoo.exceptions import KazooException, NoNodeError
+from kazoo.handlers.threading import KazooTimeoutError
+
+from common.task_queue import parse_key
+from common.zk import ZkClient
+from worker import WorkerLog
+
+# A key we just claimed or failed to claim is not tried again for this long (the watch usually
+# removes it sooner; a key blocked by an existing lease is retried after it).
+RETRY_AFTER_S = 2.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A queue entry this worker now holds the lease of; ``epoch`` is the lease (fencing) token."""
+
+    group: str
+    key: str
+    task_instance_id: int
+    epoch: int
+
+
+class QueueFetcher:
+    """Keeps the newest children list of ``/queue/<group>`` for every group served, and claims."""
+
+    def __init__(
+        self, zk: ZkClient, groups: list[str], wake: threading.Event, worker_id: str
+    ) -> None:
+        self.zk = zk
+        self.groups = list(dict.fromkeys(groups))
+        self.worker_id = worker_id
+        self.log = WorkerLog(__name__, self.worker_id)
+        self._wake = wake
+        self._lock = threading.Lock()
+        # per group: the latest children list (from the watch) and, once needed, its sorted copy
+        self._lists: dict[str, list[str]] = {g: [] for g in self.groups}
+        self._sorted: dict[str, list[str]] = {g: [] for g in self.groups}
+        self._seen: dict[str, list[str]] = {}
+        self._tried: dict[str, float] = {}
+        self._uncertain: list[Claim] = []
+        self._to_release: set[int] = set()
+        self._to_unclaim: list[Claim] = []
+        self._releasing: dict[int, Any] = {}
+        self._closed = False
+
+    def start(self) -> None:
+        for group in self.groups:
+            self.zk.watch_children(self.zk.paths.queue(group), partial(self._on_children, group))
+
+    def close(self) -> None:
+        """Ignore further watch callbacks (the client is about to be closed)."""
+        self._closed = True
+
+    def _on_children(self, group: str, children: list[str]) -> None:
+        # kazoo thread: store and wake, nothing else
+        if self._closed:
+            return
+        with self._lock:
+            self._lists[group] = children
+        self._wake.set()
+
+    def pending(self) -> int:
+        """Keys seen in the queues (including ones being claimed right now)."""
+        with self._lock:
+            return sum(len(v) for v in self._lists.values())
+
+    def _candidates(self, now: float) -> Iterator[tuple[str, str]]:
+        """(key, group) in dispatch order over all groups: fixed-width keys sort as they should.
+        Only a group whose list changed is sorted again; the merge is lazy."""
+        with self._lock:
+            fresh = {g: keys for g, keys in self._lists.items() if keys is not self._seen.get(g)}
+            self._seen.update(fresh)
+        for group, keys in fresh.items():
+            self._sorted[group] = sorted(keys)
+        if len(self._tried) > 1024:
+            self._tried = {k: t for k, t in self._tried.items() if t > now}
+        per_group = [zip(keys, repeat(g)) for g, keys in self._sorted.items()]
+        return per_group[0] if len(per_group) == 1 else heapq.merge(*per_group)
+
+    def claim(self, limit: int, lease_data: bytes, epoch: int, timeout: float) -> list[Claim]:
+        """Claim up to ``limit`` keys in dispatch order, the transactions of a round pipelined
+        (one round trip for the round). A lost race moves on to the next key; a ZooKeeper error
+        ends the pass, and the keys whose answers it lost are checked by the next ``flush``."""
+        out: list[Claim] = []
+        now = time.monotonic()
+        candidates = self._candidates(now)
+        while len(out) < limit:
+            batch: list[tuple[str, str, int]] = []
+            for key, group in candidates:
+                until = self._tried.get(key)
+                if until is not None and until > now:
+                    continue
+                self._tried[key] = now + RETRY_AFTER_S
+                try:
+                    batch.append((group, key, parse_key(key).task_instance_id))
+                except ValueError:
+                    self.log.warning("malformed queue key %r in %s", key, group)
+                    continue
+                if len(batch) >= limit - len(out):
+                    break
+            if not batch:
+                break
+            pending = [(g, k, t, self._claim_async(g, k, t, lease_data)) for g, k, t in batch]
+            interrupted = False
+            for group, key, ti_id, result in pending:
+                try:
+                    won = not any(isinstance(r, Exception) for r in result.get(timeout=timeout))
+                except (KazooException, KazooTimeoutError) as exc:
+                    self.log.warning("claim of task %d interrupted: %s", ti_id, exc)
+                    self._uncertain.append(Claim(group, key, ti_id, epoch))
+                    interrupted = True
+                    continue
+                if won:
+                    out.append(Claim(group, key, ti_id, epoch))
+                else:
+                    self.log.debug("lost the race for task %d", ti_id)
+            if interrupted:
+                break
+        return out
+
+    def _claim_async(self, group: str, key: str, ti_id: int, lease_data: bytes) -> Any:
+        # the transaction of TaskQueue.claim (delete the entry + create our ephemeral lease),
+        # sent without waiting so that a round of claims costs one round trip
+        txn = self.zk.client.transaction()
+        txn.delete(self.zk.paths.queue_entry(group, key))
+        txn.create(self.zk.paths.lease(ti_id), lease_data, ephemeral=True)
+        return txn.commit_async()
+
+    # leases: everything here belongs to this session and is forgotten with it
+
+    def release_later(self, ti_id: int) -> None:
+        """The attempt's final state is written (or it never started): drop its lease."""
+        self._to_release.add(ti_id)
+
+    def put_back_later(self, claim: Claim) -> None:
+        """The attempt never started: put its key back on the queue, then drop the lease."""
+        self._to_unclaim.append(claim)
+
+    def flush(self, running: Collection[int], timeout: float, wait_s: float = 0.0) -> list[Claim]:
+        """Send lease deletions (their answers are collected by a later flush, or within
+        ``wait_s``), put keys back, and check claims a connection loss interrupted: returns those
+        that did succeed and are not in ``running``. What fails stays for the next flush."""
+        self._to_release |= self._settle(wait_s)
+        client, paths = self.zk.client, self.zk.paths
+        for ti_id in self._to_release:
+            self._releasing[ti_id] = client.delete_async(paths.lease(ti_id))
+        self._to_release = set()
+        adopted: list[Claim] = []
+        try:
+            while self._to_unclaim:
+                self._unclaim(self._to_unclaim[0], timeout)
+                self._to_unclaim.pop(0)
+            while self._uncertain:
+                claim = self._uncertain[-1]
+                stat = client.exists_async(paths.lease(claim.task_instance_id)).get(timeout=timeout)
+                ours = stat is not None and stat.ephemeralOwner == self.zk.session_id
+                if ours and claim.task_instance_id not in running:
+                    self.log.info(
+                        "task %d: an interrupted claim did succeed", claim.task_instance_id
+                    )
+                    adopted.append(claim)
+                self._uncertain.pop()
+        except Exception as exc:
+            self.log.warning("queue bookkeeping failed, will retry: %s", exc)
+        return adopted
+
+    def _settle(self, wait_s: float) -> set[int]:
+        """Collect answers to lease deletions; the ids whose deletion failed, to be retried."""
+        deadline = time.monotonic() + wait_s
+        failed: set[int] = set()
+        for ti_id, result in list(self._releasing.items()):
+            left = deadline - time.monotonic()
+            if not result.ready() and (left <= 0 or not result.wait(left)):
+                if wait_s > 0:
+                    failed.add(ti_id)
+                    del self._releasing[ti_id]
+                continue
+            del self._releasing[ti_id]
+            try:
+                result.get(block=False)
+            except NoNodeError:
+                pass
+            except Exception as exc:
+                self.log.warning("task %d: lease release failed: %s", ti_id, exc)
+                failed.add(ti_id)
+        return failed
+
+    def _unclaim(self, claim: Claim, timeout: float) -> None:
+        client, paths = self.zk.client, self.zk.paths
+        txn = client.transaction()
+        txn.create(paths.queue_entry(claim.group, claim.key), b"")
+        txn.delete(paths.lease(claim.task_instance_id))
+        if any(isinstance(r, Exception) for r in txn.commit_async().get(timeout=timeout)):
+            try:  # the entry was re-pushed meanwhile: just drop our lease
+                client.delete_async(paths.lease(claim.task_instance_id)).get(timeout=timeout)
+            except NoNodeError:
+                pass
+        self.log.info("task %d put back on queue %s", claim.task_instance_id, claim.group)

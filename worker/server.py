@@ -1,0 +1,488 @@
+"""The worker daemon: registers under every group it serves, claims within its capacity, owns the
+leases, and handles its ZooKeeper session (suspended: stop claiming; lost: kill every task, forget
+its leases, re-register with a new epoch). ``main`` is what ``dagkeeper worker`` runs."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED
+from concurrent.futures import wait as wait_futures
+from typing import Any
+
+from sqlalchemy import Engine
+
+from common.db.engine import make_engine
+from common.settings import Settings, get_settings
+from common.zk import SESSION_CONNECTED, SESSION_LOST, SESSION_SUSPENDED, ZkClient
+from worker import WorkerLog
+from worker.executor import AttemptHandle, Cancel, Executor, Outcome
+from worker.fetcher import QueueFetcher
+
+DEFAULT_STOP_GRACE_S = 10.0  # how long a graceful stop lets running tasks finish
+RECONNECT_BACKOFF_S = 1.0
+# No answer from ZooKeeper for this fraction of the session timeout: kill the running tasks, since
+# the session may expire soon and another worker run them again (kazoo itself may notice a dead
+# server only after a whole session timeout). Answers come at least every heartbeat interval.
+FENCE_FRACTION = 0.75
+_seq = itertools.count(1)
+
+
+def default_worker_id(host: str) -> str:
+    """``<host>-<pid>``, with a suffix for a second server in the same process."""
+    n = next(_seq)
+    base = f"{host.replace('/', '_')}-{os.getpid()}"
+    return base if n == 1 else f"{base}-{n}"
+
+
+class WorkerServer:
+    """One worker: ``start()``, then ``run_once()`` or ``serve_forever()``, then ``stop()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        worker_id: str | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.settings = settings
+        self.worker_id = worker_id or default_worker_id(settings.worker.host)
+        self.log = WorkerLog(__name__, self.worker_id)
+        self.host = settings.worker.host
+        self.groups = list(dict.fromkeys(settings.worker.groups))
+        self.capacity = settings.worker.capacity
+        self._own_engine = engine is None
+        self.engine = engine or make_engine(
+            settings.db, pool_size=min(self.capacity, settings.db.pool_size) + 1
+        )
+        self._wake = threading.Event()
+        self._hurry = threading.Event()
+        self._lock = threading.RLock()
+        self._done: queue.SimpleQueue[AttemptHandle] = queue.SimpleQueue()
+        self.executor = Executor(settings, self.worker_id, self.engine, self._on_done)
+        self.zk: ZkClient | None = None
+        self._fetcher: QueueFetcher | None = None
+        self.epoch = 0
+        self._lease_data = b""
+        self._reg_paths: list[str] = []
+        self._inflight: dict[int, AttemptHandle] = {}
+        self._fenced: list[AttemptHandle] = []
+        self._claiming = False
+        self._suspended_since: float | None = None
+        self._fence_done = False
+        self._fence_after = settings.zk.session_timeout_s * FENCE_FRACTION
+        self._zk_wait_s = settings.zk.session_timeout_s / 4  # longest wait for one answer
+        self._next_connect = 0.0
+        self._last_beat = 0.0
+        self._beat_pending = False
+        self._last_contact = time.monotonic()  # last answer from ZooKeeper, the fence's clock
+        self._published_load = 0
+        self._state = "new"  # new -> running -> stopping -> stopped
+        self.start_time = time.time()
+        self.stats: Counter[str] = Counter()
+
+    # lifecycle
+
+    def start(self) -> None:
+        """Connect, register under every group, start the queue watches. Raises
+        CoordinationUnavailable when ZooKeeper cannot be reached."""
+        with self._lock:
+            if self._state != "new":
+                raise RuntimeError(f"worker {self.worker_id} is {self._state}")
+            self.settings.log_path.mkdir(parents=True, exist_ok=True)
+            self.settings.exec_path.mkdir(parents=True, exist_ok=True)
+            self._state = "running"
+            try:
+                self._connect()
+            except BaseException:
+                self._state = "new"
+                raise
+        self.log.info(
+            "started on %s, groups %s, capacity %d, epoch %d",
+            self.host,
+            ",".join(self.groups),
+            self.capacity,
+            self.epoch,
+        )
+
+    def wakeup(self) -> None:
+        self._wake.set()
+
+    def hurry(self) -> None:
+        """Cut the grace period of a stop in progress short (a second SIGTERM)."""
+        self._hurry.set()
+        self._wake.set()
+
+    def serve_forever(self, stop_event: threading.Event, poll_s: float = 0.5) -> None:
+        while not stop_event.is_set() and self._state == "running":
+            try:
+                self.run_once(timeout=poll_s)
+            except Exception:
+                self.log.exception("error in the claim loop")
+                stop_event.wait(RECONNECT_BACKOFF_S)
+
+    def run_once(self, timeout: float = 0.0) -> int:
+        """Wait up to ``timeout`` for something to happen, then one pass: session events, finished
+        attempts, lease releases, one claim pass. Returns the number of attempts claimed."""
+        if timeout > 0:
+            self._wake.wait(self._wait_s(timeout))
+        with self._lock:
+            if self._state != "running":
+                return 0
+            self._wake.clear()
+            self._session_events()
+            self._process_done()
+            self._check_fence()
+            self._maybe_reconnect()
+            self._flush_zk()
+            self._heartbeat()
+            return self._claim_pass()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, let running attempts finish for up to ``grace`` seconds, kill the rest
+        (reported NEED_FAULT_TOLERANCE), put unstarted claims back on the queue, deregister."""
+        grace = DEFAULT_STOP_GRACE_S if grace is None else grace
+        with self._lock:
+            if self._state == "stopped":
+                return
+            was = self._state
+            self._state = "stopping"
+            self._claiming = False
+            for h in self._inflight.values():
+                self.executor.withdraw(h)
+        self._wake.set()
+        if was == "running":
+            self.log.info("stopping, %d tasks running, grace %.1fs", len(self._inflight), grace)
+            self._wait_inflight(time.monotonic() + grace, hurry=True)
+            with self._lock:
+                for h in self._inflight.values():
+                    self.executor.cancel(h, Cancel.SHUTDOWN)
+            limit = self.settings.worker.kill_grace_s + self.settings.worker.report_retry_deadline_s
+            self._wait_inflight(time.monotonic() + limit + 5.0, hurry=False)
+        with self._lock:
+            self._process_done()
+            self._resume_fenced()
+            self._flush_zk()
+            self._flush_zk(wait_s=self.settings.zk.session_timeout_s / 2)
+            self._teardown_zk()
+            self._state = "stopped"
+        self.executor.shutdown(wait=False)
+        if self._own_engine:
+            self.engine.dispose()
+        self.log.info("stopped (%s)", dict(self.stats))
+
+    def _wait_inflight(self, deadline: float, hurry: bool) -> None:
+        while True:
+            with self._lock:
+                self._process_done()
+                self._flush_zk()
+                pending = [h.future for h in self._inflight.values() if h.future is not None]
+            left = deadline - time.monotonic()
+            if not pending or left <= 0 or (hurry and self._hurry.is_set()):
+                return
+            wait_futures(pending, timeout=min(left, 0.5), return_when=FIRST_COMPLETED)
+
+    def kill_task(self, task_instance_id: int) -> bool:
+        """Kill a running attempt (SIGTERM, SIGKILL after the grace); it is reported KILL."""
+        with self._lock:
+            h = self._inflight.get(task_instance_id)
+            if h is not None:
+                self.executor.cancel(h, Cancel.KILL)
+            return h is not None
+
+    @property
+    def running(self) -> list[int]:
+        """Task instance ids this worker holds right now."""
+        with self._lock:
+            return sorted(self._inflight)
+
+    @property
+    def registration_paths(self) -> list[str]:
+        return list(self._reg_paths)
+
+    # ZooKeeper session
+
+    def _connect(self) -> None:
+        zk = ZkClient(self.settings.zk, name=f"worker {self.worker_id}")
+        zk.client.add_listener(self._on_zk_state)
+        try:
+            zk.start()
+            epoch = self._register(zk)
+            fetcher = QueueFetcher(zk, self.groups, self._wake, self.worker_id)
+            fetcher.start()
+        except BaseException:
+            zk.stop()
+            raise
+        self.zk, self._fetcher, self.epoch = zk, fetcher, epoch
+        self._lease_data = json.dumps(
+            {"worker": self.worker_id, "epoch": epoch, "host": self.host}
+        ).encode()
+        self._claiming = self._state == "running"
+        self._suspended_since = None
+        self._fence_done = False
+        self._last_contact = time.monotonic()
+        self._wake.set()
+
+    def _registration(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "pid": os.getpid(),
+            "start_time": self.start_time,
+            "capacity": self.capacity,
+            "load": len(self._inflight),
+            "groups": self.groups,
+            "worker_id": self.worker_id,
+        }
+
+    def _register(self, zk: ZkClient) -> int:
+        paths = [zk.paths.worker(g, self.worker_id) for g in self.groups]
+        data = self._registration()
+        epoch = zk.register(paths[0], data)
+        data["epoch"] = epoch
+        zk.set_json(paths[0], data)
+        for path in paths[1:]:
+            zk.register(path, data)
+        self._reg_paths = paths
+        return epoch
+
+    def _teardown_zk(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
+        if self.zk is not None:
+            self.zk.stop()  # closing the session removes our registrations and leases
+        self.zk, self._fetcher = None, None
+        self._claiming = False
+        self._suspended_since = None
+
+    def _on_zk_state(self, _state: str) -> None:
+        self._wake.set()  # kazoo thread: never block
+
+    def _on_done(self, h: AttemptHandle) -> None:
+        self._done.put(h)  # runner thread
+        self._wake.set()
+
+    def _session_ok(self) -> bool:
+        return (
+            self.zk is not None
+            and self.zk.connected.is_set()
+            and self._suspended_since is None
+            and self._in_contact(time.monotonic())
+        )
+
+    def _session_events(self) -> None:
+        zk = self.zk
+        while zk is not None:
+            try:
+                event = zk.events.get_nowait()
+            except queue.Empty:
+                return
+            if event == SESSION_SUSPENDED and self._suspended_since is None:
+                self.log.warning(
+                    "ZooKeeper connection suspended (epoch %d); claiming paused", self.epoch
+                )
+                self._suspended_since = time.monotonic()
+                self._claiming = False
+            elif event == SESSION_CONNECTED and self._suspended_since is not None:
+                self.log.info("ZooKeeper session resumed (epoch %d)", self.epoch)
+                self._suspended_since = None
+                self._claiming = self._state == "running"
+            elif event == SESSION_LOST:
+                self._session_lost()
+                return
+
+    def _session_lost(self) -> None:
+        self.log.error(
+            "ZooKeeper session lost (epoch %d); killing %d tasks, re-registering",
+            self.epoch,
+            len(self._inflight),
+        )
+        for h in self._inflight.values():
+            self.executor.abandon(h)
+        self.stats["abandoned"] += len(self._inflight)
+        self.stats["sessions_lost"] += 1
+        self._inflight.clear()
+        self._fenced.clear()
+        self._teardown_zk()
+        self._next_connect = 0.0
+
+    def _maybe_reconnect(self) -> None:
+        if self.zk is not None or time.monotonic() < self._next_connect:
+            return
+        try:
+            self._connect()
+        except Exception as exc:
+            self.log.error("cannot re-register: %s", exc)
+            self._next_connect = time.monotonic() + RECONNECT_BACKOFF_S
+            return
+        self.log.info("re-registered with epoch %d", self.epoch)
+
+    def _in_contact(self, now: float) -> bool:
+        return now - self._last_contact < self._fence_after
+
+    def _check_fence(self) -> None:
+        now = time.monotonic()
+        if self.zk is None or self._in_contact(now):
+            self._fence_done = False
+            return
+        if self._fence_done:
+            return
+        self._fence_done = True
+        self.log.error(
+            "no answer from ZooKeeper for %.1fs (epoch %d); killing %d tasks before the session "
+            "can expire",
+            now - self._last_contact,
+            self.epoch,
+            len(self._inflight),
+        )
+        for h in self._inflight.values():
+            self.executor.cancel(h, Cancel.FENCE)
+
+    def _wait_s(self, timeout: float) -> float:
+        """The loop must wake for the next heartbeat and, with tasks running, for the fence."""
+        due = self._last_beat + self.settings.worker.heartbeat_interval_s
+        if self._inflight and not self._fence_done:
+            due = min(due, self._last_contact + self._fence_after)
+        return max(0.0, min(timeout, due - time.monotonic()))
+
+    # attempts
+
+    def _process_done(self) -> None:
+        while True:
+            try:
+                h = self._done.get_nowait()
+            except queue.Empty:
+                break
+            if self._inflight.get(h.ti_id) is not h:
+                continue  # abandoned with a lost session: its lease is gone already
+            del self._inflight[h.ti_id]
+            outcome = h.outcome or Outcome.FINISHED
+            self.stats[outcome.value.lower()] += 1
+            if h.state and outcome is Outcome.FINISHED:
+                self.stats[h.state] += 1
+            fetcher = self._fetcher  # None only once the session is gone, leases with it
+            if fetcher and outcome in (Outcome.FINISHED, Outcome.SKIPPED):
+                fetcher.release_later(h.ti_id)
+            elif fetcher and outcome is Outcome.UNCLAIM:
+                fetcher.put_back_later(h.claim)
+            elif outcome is Outcome.FENCED:
+                self._fenced.append(h)
+        # a fenced attempt whose session survived: our token is still good, report it
+        if self._fenced and self._session_ok():
+            self._resume_fenced()
+
+    def _resume_fenced(self) -> None:
+        fetcher = self._fetcher
+        if fetcher is None or not self._session_ok():
+            return
+        for h in self._fenced:
+            self.executor.report(h)
+            fetcher.release_later(h.ti_id)
+        self._fenced.clear()
+
+    def _flush_zk(self, wait_s: float = 0.0) -> None:
+        if self._fetcher is not None and self._session_ok():
+            for claim in self._fetcher.flush(self._inflight, self._zk_wait_s, wait_s):
+                self._inflight[claim.task_instance_id] = self.executor.submit(claim)
+
+    def _heartbeat(self) -> None:
+        """Every heartbeat interval: publish the load if it changed, else just read our znode;
+        either answer (asynchronous) refreshes the fence's clock."""
+        zk, now = self.zk, time.monotonic()
+        if zk is None or not self._reg_paths:
+            return
+        if now - self._last_beat < self.settings.worker.heartbeat_interval_s or (
+            self._beat_pending and now - self._last_beat < self.settings.zk.session_timeout_s
+        ):
+            return
+        self._last_beat, self._beat_pending = now, True
+        load = len(self._inflight)
+        try:
+            if load != self._published_load and self._session_ok():
+                body = json.dumps(self._registration() | {"epoch": self.epoch}).encode()
+                results = [zk.client.set_async(path, body) for path in self._reg_paths]
+                self._published_load = load
+            else:
+                results = [zk.client.exists_async(self._reg_paths[0])]
+            results[0].rawlink(self._on_beat)
+        except Exception as exc:
+            self._beat_pending = False
+            self.log.warning("heartbeat failed: %s", exc)
+
+    def _on_beat(self, result: Any) -> None:
+        # kazoo thread: note the answer, nothing else
+        if result.successful():
+            self._last_contact = time.monotonic()
+        else:
+            self._published_load = -1
+        self._beat_pending = False
+
+    def _claim_pass(self) -> int:
+        fetcher = self._fetcher
+        if not self._claiming or fetcher is None or not self._session_ok():
+            return 0
+        if time.monotonic() < self.executor.db_backoff_until:
+            return 0
+        free = self.capacity - len(self._inflight)
+        if free <= 0:
+            return 0
+        # a short wait per claim: the loop must stay free to fence (an unanswered claim is
+        # checked on a later pass)
+        claims = fetcher.claim(free, self._lease_data, self.epoch, self._zk_wait_s)
+        for c in claims:
+            self._inflight[c.task_instance_id] = self.executor.submit(c)
+            self.log.debug("claimed task %d from %s", c.task_instance_id, c.group)
+        self.stats["claimed"] += len(claims)
+        return len(claims)
+
+
+def _setup_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s",
+        )
+    root.setLevel(level.upper())
+
+
+def main(settings: Settings | None = None) -> int:
+    """``dagkeeper worker``: run until SIGTERM/SIGINT (a second one cuts the grace short)."""
+    settings = settings or get_settings()
+    _setup_logging(settings.log_level)
+    server = WorkerServer(settings)
+    stop_event = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop_event.is_set():
+            server.log.warning("signal %d again: stopping now", signum)
+            server.hurry()
+        else:
+            server.log.info("signal %d: stopping gracefully", signum)
+            stop_event.set()
+            server.wakeup()
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        try:
+            with server.engine.connect() as conn:  # fail fast on a wrong URL or a dead server
+                conn.exec_driver_sql("SELECT 1")
+            server.start()
+        except Exception as exc:
+            server.log.error("cannot start: %s", exc)
+            return 1
+        server.serve_forever(stop_event)
+        return 0
+    finally:
+        server.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
