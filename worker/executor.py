@@ -404,7 +404,9 @@ class Executor:
             self.log.error("task %d: cannot report %s; leaving it to failover", h.ti_id, state)
             return False
         if ok:
-            self.log.info("task %d %s exit %s", h.ti_id, state, h.exit_code)
+            att = h.attempt
+            where = f"attempt {att.attempt} of instance {att.workflow_instance_id}" if att else ""
+            self.log.info("task %d %s %s exit %s", h.ti_id, where, state, h.exit_code)
         else:
             self.log.warning(
                 "task %d: token %d is stale or the attempt moved on; %s discarded",
