@@ -49,7 +49,9 @@ def test_racing_masters_turn_each_command_into_one_owned_instance(settings, time
                 owned = s.execute(
                     text("SELECT count(*) FROM workflow_instance WHERE owner IS NOT NULL")
                 ).scalar_one()
-            return left == 0 and owned == len(instance_ids)
+                attempts = s.execute(text("SELECT count(*) FROM task_instance")).scalar_one()
+            n = len(instance_ids)
+            return left == 0 and owned == n and attempts >= n
 
         wait_for(all_claimed, 30 * timeout_scale, what="every command claimed")
         with sf.begin() as s:
