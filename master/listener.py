@@ -21,10 +21,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Event:
-    """``kind`` is 'command', 'task' (with ``instance_id``), 'resync' or 'wake'."""
+    """``kind`` is 'command', 'task' (with ``instance_id`` and, when known, the changed
+    ``task_instance_id``), 'resync' or 'wake'."""
 
     kind: str
     instance_id: int = 0
+    task_instance_id: int = 0
+
+
+def parse_task_payload(payload: str) -> Event:
+    """``<workflow instance id>[:<task instance id>]`` -> a task event."""
+    wfi, _, tid = payload.partition(":")
+    return Event("task", int(wfi), int(tid) if tid else 0)
 
 
 def libpq_dsn(sqlalchemy_url: str) -> str:
@@ -87,7 +95,7 @@ class NotifyListener(threading.Thread):
                 n = conn.notifies.pop(0)
                 if n.channel == CHANNEL_TASK:
                     try:
-                        self.events.put(Event("task", int(n.payload)))
+                        self.events.put(parse_task_payload(n.payload))
                     except ValueError:
                         log.warning("%s: bad task notification %r", self.actor, n.payload)
                 elif not seen_command:

@@ -36,6 +36,8 @@ class OwnedInstance:
     wake_at: datetime | None = None
     done: bool = False
     priorities: dict[str, int] = field(default_factory=dict)
+    # attempt id -> row; None until the first full load (then kept current incrementally)
+    attempts: dict[int, q_attempts.AttemptRow] | None = None
 
     @property
     def failure_strategy(self) -> str:
@@ -114,17 +116,28 @@ class WorkflowRunner:
         return due
 
     # the step ----------------------------------------------------------------------------
-    def step(self, instance_ids: set[int]) -> None:
-        """Decide and act for each of ``instance_ids`` that we own."""
+    def step(self, instance_ids: set[int], changed: set[int] | None = None) -> None:
+        """Decide and act for each of ``instance_ids`` that we own. ``changed`` names attempts
+        known to have changed; instances without a cache, or stepped without ``changed``
+        (reconcile, timers), are reloaded in full."""
         ids = [i for i in instance_ids if i in self.owned]
         if not ids:
             return
         now = datetime.now(UTC)
+        full = [i for i in ids if self.owned[i].attempts is None or changed is None]
         with self.sf.begin() as s:
-            rows = q_attempts.load_for_instances(s, ids)
-        by_inst: dict[int, list[q_attempts.AttemptRow]] = {i: [] for i in ids}
+            rows = q_attempts.load_for_instances(s, full)
+            if changed:
+                rows += q_attempts.load_by_ids(s, sorted(changed))
+        for i in full:
+            self.owned[i].attempts = {}
         for r in rows:
-            by_inst[r.workflow_instance_id].append(r)
+            inst = self.owned.get(r.workflow_instance_id)
+            if inst is not None and inst.attempts is not None:
+                inst.attempts[r.id] = r
+        by_inst: dict[int, list[q_attempts.AttemptRow]] = {
+            i: list((self.owned[i].attempts or {}).values()) for i in ids
+        }
 
         new: list[q_attempts.NewAttempt] = []
         finishing: dict[int, tuple[WorkflowState, str]] = {}
@@ -153,6 +166,7 @@ class WorkflowRunner:
                 self.identity.epoch,
             )
             created = q_attempts.insert_many(s, [a for a in new if a.workflow_instance_id in mine])
+            names = {(a.workflow_instance_id, a.name): a.attempt for a in new}
             finished = []
             for iid, (state, _) in finishing.items():
                 if iid in mine and q_instances.finish(
@@ -163,6 +177,18 @@ class WorkflowRunner:
         for iid in lost:
             log.warning("%s: instance %d is no longer ours; dropping it", self.actor, iid)
             self.owned.pop(iid, None)
+        for c in created:
+            inst = self.owned.get(c.workflow_instance_id)
+            if inst is not None and inst.attempts is not None:
+                inst.attempts[c.id] = q_attempts.AttemptRow(
+                    c.id,
+                    c.workflow_instance_id,
+                    c.name,
+                    names[(c.workflow_instance_id, c.name)],
+                    TaskState.SUBMITTED.value,
+                    {},
+                    None,
+                )
         for iid in finished:
             state, reason = finishing[iid]
             log.info("%s: instance %d %s (%s)", self.actor, iid, state.value, reason)

@@ -151,8 +151,13 @@ class MasterServer:
                 pending.append(self.events.get_nowait())
         except queue.Empty:
             pass
+        changed: set[int] = set()
+        partial: set[int] = set()
         for ev in pending:
-            if ev.kind == "task":
+            if ev.kind == "task" and ev.task_instance_id:
+                partial.add(ev.instance_id)
+                changed.add(ev.task_instance_id)
+            elif ev.kind == "task":
                 dirty.add(ev.instance_id)
             elif ev.kind == "command":
                 want_commands = True
@@ -176,6 +181,9 @@ class MasterServer:
         dirty.update(self.runner.due_timers(datetime.now(UTC)))
         if dirty:
             self.runner.step(dirty)
+        partial -= dirty
+        if partial:
+            self.runner.step(partial, changed)
         if now - self._last_heartbeat >= m.heartbeat_interval_s:
             self._last_heartbeat = now
             self.zk.set_json(self.zk.paths.master(self.master_id), self._heartbeat_data())

@@ -163,3 +163,17 @@ def mark_need_fault_tolerance(s: Session, row: InFlightRow) -> bool:
         {"id": row.id, "st": row.state, "tok": row.lease_token},
     )
     return res.rowcount == 1  # type: ignore[attr-defined]
+
+
+def load_by_ids(s: Session, ids: list[int]) -> list[AttemptRow]:
+    """Specific attempts (those a notification said changed)."""
+    if not ids:
+        return []
+    rows = s.execute(
+        text(
+            "SELECT id, workflow_instance_id, name, attempt, state, output, end_time"
+            " FROM task_instance WHERE id = ANY(:ids)"
+        ),
+        {"ids": ids},
+    ).all()
+    return [AttemptRow(*r) for r in rows]

@@ -72,8 +72,8 @@ _FINISH = text(
     "WITH done AS (UPDATE task_instance"
     " SET state = :state, exit_code = :exit_code, end_time = now(), output = :output"
     " WHERE id = :ti_id AND lease_token = :token AND state = 'RUNNING'"
-    " RETURNING workflow_instance_id)"
-    " SELECT pg_notify(:channel, CAST(workflow_instance_id AS text)) FROM done"
+    " RETURNING workflow_instance_id, id)"
+    " SELECT pg_notify(:channel, workflow_instance_id || ':' || id) FROM done"
 ).bindparams(bindparam("output", type_=JSONB), bindparam("exit_code", type_=Integer))
 
 
@@ -128,7 +128,7 @@ def finish_attempt(
     output: dict[str, Any] | None = None,
 ) -> bool:
     """RUNNING -> ``state`` only while ``lease_token`` is still the row's token, and in the same
-    statement ``pg_notify('dagkeeper_task', '<workflow_instance_id>')``. False = stale token or
+    statement ``pg_notify('dagkeeper_task', '<workflow_instance_id>:<task_instance_id>')``. False = stale token or
     the attempt is no longer RUNNING; then nothing changed and nobody is notified."""
     if state not in WORKER_FINAL:
         raise ValueError(f"a worker cannot finish an attempt as {state!r}")

@@ -384,7 +384,7 @@ def test_finish_with_stale_token_changes_nothing(
             return [n.payload for n in listener.notifies] or None
 
         # exactly one wake-up, from the real finish; the stale writes sent none
-        assert wait_for(notified, 10 * timeout_scale, what="notify") == [str(run.instance_id)]
+        assert wait_for(notified, 10 * timeout_scale, what="notify") == [f"{run.instance_id}:{ti}"]
         with sf.begin() as s:  # the real token cannot finish it twice either
             assert not finish_attempt(s, ti, lease_token=w.epoch, state="FAILURE", exit_code=1)
             att = load_attempt(s, ti)
