@@ -67,6 +67,10 @@ class TaskQueue:
         self.paths = paths
         self._known_groups: set[str] = set()
 
+    def forget_paths(self) -> None:
+        """Ensure group paths again from now on (a new session: ZooKeeper may have been wiped)."""
+        self._known_groups.clear()
+
     def _ensure_group(self, group: str) -> None:
         if group not in self._known_groups:
             self.client.ensure_path(self.paths.queue(group))

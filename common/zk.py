@@ -12,6 +12,7 @@ from typing import Any
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.recipe.watchers import ChildrenWatch
 from kazoo.retry import KazooRetry
 
 from common.errors import CoordinationUnavailable
@@ -42,17 +43,38 @@ class ZkClient:
             command_retry=KazooRetry(max_tries=3, delay=0.05, max_delay=0.5),
         )
         self.client.add_listener(self._on_state)
+        self._suspended_timer: threading.Timer | None = None
 
     def _on_state(self, state: str) -> None:
+        if self._suspended_timer is not None:
+            self._suspended_timer.cancel()
+            self._suspended_timer = None
         if state == KazooState.CONNECTED:
             self.connected.set()
             self.events.put(SESSION_CONNECTED)
         elif state == KazooState.SUSPENDED:
             self.connected.clear()
             self.events.put(SESSION_SUSPENDED)
+            timer = threading.Timer(self.settings.session_timeout_s, self._forget_zxid)
+            timer.daemon = True
+            self._suspended_timer = timer
+            timer.start()
         elif state == KazooState.LOST:
             self.connected.clear()
             self.events.put(SESSION_LOST)
+
+    def _forget_zxid(self) -> None:
+        """Disconnected for a whole session timeout: the session is gone anyway. Forget the last
+        zxid we saw, or a wiped (new, empty) ensemble, whose zxids start again at 0, refuses
+        us for ever ("client has seen zxid ..."); it then answers "session expired" (LOST)."""
+        if not self.connected.is_set() and self.client.last_zxid:
+            log.warning(
+                "%s: no ZooKeeper connection for %ss; forgetting last zxid %#x",
+                self.name,
+                self.settings.session_timeout_s,
+                self.client.last_zxid,
+            )
+            self.client.last_zxid = 0
 
     def start(self) -> None:
         try:
@@ -64,6 +86,8 @@ class ZkClient:
         self.ensure_roots()
 
     def stop(self) -> None:
+        if self._suspended_timer is not None:
+            self._suspended_timer.cancel()
         try:
             self.client.stop()
             self.client.close()
@@ -119,7 +143,8 @@ class ZkClient:
         except NoNodeError:
             return []
 
-    def watch_children(self, path: str, callback: Callable[[list[str]], None]) -> None:
-        """One long-lived children watch; ``callback`` must not block."""
+    def watch_children(self, path: str, callback: Callable[[list[str]], None]) -> ChildrenWatch:
+        """One long-lived children watch; ``callback`` must not block. The watch ends for good
+        if ``path`` is missing when it re-reads (after a new session on a wiped ensemble)."""
         self.client.ensure_path(path)
-        self.client.ChildrenWatch(path, callback)
+        return self.client.ChildrenWatch(path, callback)

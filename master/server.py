@@ -14,6 +14,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from kazoo.recipe.watchers import ChildrenWatch
+
 from common.db.engine import make_engine, make_session_factory
 from common.errors import CoordinationUnavailable
 from common.logs import setup_logging
@@ -46,6 +48,7 @@ class MasterServer:
         self._last_poll = 0.0
         self._last_heartbeat = 0.0
         self._last_reconcile = 0.0
+        self._watches: dict[str, ChildrenWatch] = {}
 
     @property
     def actor(self) -> str:
@@ -55,8 +58,7 @@ class MasterServer:
     def start(self) -> None:
         self.zk.start()
         self._register()
-        self.zk.watch_children(self.zk.paths.masters(), self._on_members)
-        self.zk.watch_children(self.zk.paths.workers_root(), self._on_worker_groups)
+        self._watch()
         self.listener.start()
         self.listener.ready.wait(timeout=10)
         self._adopt()
@@ -72,6 +74,18 @@ class MasterServer:
         self.runner.identity = Identity(self.master_id, self.epoch)
         self.fenced = False
         log.info("%s: registered at %s", self.actor, self.zk.paths.master(self.master_id))
+
+    def _watch(self) -> None:
+        """(Re)install the membership watches that are not alive (a watch ends for good when
+        its path is missing after a new session, e.g. on a wiped ZooKeeper)."""
+        paths = self.zk.paths
+        for path, cb in (
+            (paths.masters(), self._on_members),
+            (paths.workers_root(), self._on_worker_groups),
+        ):
+            w = self._watches.get(path)
+            if w is None or w._stopped:
+                self._watches[path] = self.zk.watch_children(path, cb)
 
     def _heartbeat_data(self) -> dict[str, Any]:
         return {
@@ -116,7 +130,11 @@ class MasterServer:
                     self.zk.paths.master(self.master_id)
                 ):
                     self.runner.drop_all()
+                    self.zk.ensure_roots()  # a new session: the ensemble may have been wiped
+                    self.queue.forget_paths()
                     self._register()
+                    self._watch()
+                    self._membership_changed.set()
                     self._adopt()
                 else:
                     log.info("%s: ZooKeeper connection resumed", self.actor)

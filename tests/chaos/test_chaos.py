@@ -1,0 +1,146 @@
+"""Chaos: a 3-node ZooKeeper ensemble, 3 masters, 3 workers and a workload of random DAGs, while
+a seeded schedule kills -9 masters and workers, freezes workers past the session timeout and kills
+the ZooKeeper leader. Then every invariant must hold and doctor must find the cluster clean.
+Reproduce a run with DAGKEEPER_CHAOS_SEED=<seed>; size it with DAGKEEPER_CHAOS_WORKFLOWS."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from harness import Cluster
+
+from common.localserver import ZookeeperEnsemble
+
+SESSION_S = 4
+MASTERS = ("m1", "m2", "m3")
+WORKERS = ("w1", "w2", "w3")
+KINDS = ("kill_master", "kill_worker", "freeze_worker", "kill_zk_leader")
+
+
+@dataclass(frozen=True)
+class Fault:
+    at: float  # seconds after the workload starts
+    kind: str
+    victim: str
+    down_s: float  # how long the victim stays dead / frozen
+
+
+def schedule(rng: random.Random, n: int) -> list[Fault]:
+    """``n`` faults one after another (each recovered before the next), so a master and a worker
+    and a ZooKeeper quorum are always there to make progress."""
+    out, t = [], 1.0
+    kinds = list(KINDS) + [rng.choice(KINDS) for _ in range(max(0, n - len(KINDS)))]
+    rng.shuffle(kinds)
+    for kind in kinds[:n]:
+        t += rng.uniform(0.5, 2.0)
+        if kind == "kill_master":
+            victim, down = rng.choice(MASTERS), rng.uniform(1.0, 4.0)
+        elif kind == "kill_worker":
+            victim, down = rng.choice(WORKERS), rng.uniform(1.0, 4.0)
+        elif kind == "freeze_worker":
+            victim, down = rng.choice(WORKERS), SESSION_S + rng.uniform(1.0, 3.0)
+        else:
+            victim, down = "leader", rng.uniform(2.0, 5.0)
+        out.append(Fault(round(t, 2), kind, victim, round(down, 2)))
+        t += down + 1.0
+    return out
+
+
+def workload(rng: random.Random, n_workflows: int, n_tasks: int) -> list[list[dict[str, object]]]:
+    """Random DAGs: task i depends on up to two earlier tasks; each sleeps 0.5-2.5 s."""
+    flows = []
+    for _ in range(n_workflows):
+        tasks: list[dict[str, object]] = []
+        for i in range(n_tasks):
+            deps = sorted(rng.sample(range(i), k=min(i, rng.randint(0, 2))))
+            tasks.append(
+                {
+                    "name": f"t{i}",
+                    "command": f"sleep {rng.uniform(0.5, 2.5):.2f}",
+                    "depends_on": [f"t{d}" for d in deps],
+                }
+            )
+        flows.append(tasks)
+    return flows
+
+
+@pytest.fixture
+def ensemble(server_root: Path, timeout_scale: float) -> Iterator[ZookeeperEnsemble]:
+    ens = ZookeeperEnsemble(server_root / "chaos-zk", 3, tick_ms=500, fsync=False)
+    ens.start(timeout=60 * timeout_scale)
+    yield ens
+    ens.stop()
+
+
+def test_chaos(
+    request: pytest.FixtureRequest,
+    server_root: Path,
+    ensemble: ZookeeperEnsemble,
+    db_url: str,
+    zk_root: str,
+    timeout_scale: float,
+) -> None:
+    seed = int(os.environ.get("DAGKEEPER_CHAOS_SEED") or random.SystemRandom().randrange(10**9))
+    n_wf = int(os.environ.get("DAGKEEPER_CHAOS_WORKFLOWS", "15"))
+    print(f"\nchaos seed {seed} (reproduce: DAGKEEPER_CHAOS_SEED={seed})")
+    rng = random.Random(seed)
+    faults = schedule(rng, 6)
+    flows = workload(rng, n_wf, 8)
+    c = Cluster(server_root / "chaos", db_url, ensemble.hosts, zk_root, timeout_scale, SESSION_S)
+    failed = request.session.testsfailed
+    try:
+        for m in MASTERS:
+            c.master(m)
+        for w in WORKERS:
+            c.worker(w)
+        c.wait_registered(len(MASTERS), len(WORKERS))
+        t0 = time.monotonic()
+        # submit in three waves so that work is in flight throughout the fault schedule
+        waves = [flows[i::3] for i in range(3)]
+        pending = list(faults)
+        wave_at = [0.0, 10.0, 20.0]
+        while pending or waves:
+            now = time.monotonic() - t0
+            if waves and now >= wave_at[3 - len(waves)]:
+                for tasks in waves.pop(0):
+                    c.submit(tasks)
+            if pending and now >= pending[0].at:
+                apply(c, ensemble, pending.pop(0), timeout_scale)
+            time.sleep(0.05)
+        print(f"faults done at {time.monotonic() - t0:.1f}s: {faults}")
+        c.wait_all_terminal(120)
+        print(f"all {len(c.submitted)} workflows terminal at {time.monotonic() - t0:.1f}s")
+        stats = c.rows("SELECT state, count(*) FROM task_instance GROUP BY state ORDER BY state")
+        print("attempts by state:", {r[0]: r[1] for r in stats})
+        bad = c.check_invariants()
+        assert not bad, f"seed {seed}:\n" + "\n".join(bad) + "\n" + c.logs()
+    finally:
+        c.close()
+        if request.session.testsfailed > failed:
+            print(f"chaos seed {seed}\n{c.logs()}")
+
+
+def apply(c: Cluster, ens: ZookeeperEnsemble, f: Fault, scale: float) -> None:
+    """Inject one fault and undo it after ``down_s`` (blocking: faults do not overlap)."""
+    print(f"  fault {f}")
+    if f.kind in ("kill_master", "kill_worker"):
+        c.kill9(f.victim)
+        time.sleep(f.down_s)
+        c.restart(f.victim)
+    elif f.kind == "freeze_worker":
+        c.sigstop(f.victim, with_tasks=True)
+        time.sleep(f.down_s)
+        c.sigcont(f.victim)
+    else:
+        leader = ens.leader()
+        if leader is None:
+            return
+        leader.kill9()
+        time.sleep(f.down_s)
+        leader.start(timeout=60 * scale)

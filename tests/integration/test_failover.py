@@ -1,0 +1,284 @@
+"""Targeted fault-tolerance tests on real processes: worker kill -9, master kill -9, a SIGSTOPped
+(zombie) worker, a wiped ZooKeeper, and a master killed during a failover. Each ends with the
+invariants: everything terminal, one success per task, no overlapping attempts, doctor clean."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from common.localserver import ZookeeperServer, free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
+from harness import Cluster  # noqa: E402
+
+SESSION_S = 4
+
+
+def _dead(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.fixture
+def cluster(
+    request: pytest.FixtureRequest,
+    server_root: Path,
+    db_url: str,
+    zk_hosts: str,
+    zk_root: str,
+    timeout_scale: float,
+) -> Iterator[Cluster]:
+    c = Cluster(
+        server_root / f"cluster{zk_root.replace('/', '_')}",
+        db_url,
+        zk_hosts,
+        zk_root,
+        timeout_scale,
+        session_timeout_s=SESSION_S,
+    )
+    failed = request.session.testsfailed
+    try:
+        yield c
+    finally:
+        c.close()
+        if request.session.testsfailed > failed:
+            print(c.logs())
+
+
+def _done(c: Cluster, iid: int, timeout: float = 60) -> None:
+    c.wait(lambda: c.state(iid) in ("SUCCESS", "FAILURE", "STOP"), timeout, f"instance {iid}")
+    assert c.state(iid) == "SUCCESS", c.logs()
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text().strip() or None if path.exists() else None
+
+
+def _assert_clean(c: Cluster) -> None:
+    bad = c.check_invariants()
+    assert not bad, "\n".join(bad) + "\n" + c.logs()
+
+
+def _running(c: Cluster, iid: int, name: str, attempt: int = 1):  # type: ignore[no-untyped-def]
+    def find():  # type: ignore[no-untyped-def]
+        for r in c.attempts(iid, name):
+            if r.attempt == attempt and r.state == "RUNNING":
+                return r
+        return None
+
+    return find
+
+
+def test_worker_kill9_task_rerun_on_other_worker(cluster: Cluster) -> None:
+    c = cluster
+    c.master("m1")
+    c.worker("w1")
+    c.worker("w2")
+    c.wait_registered(1, 2)
+    iid = c.submit([{"name": "long", "command": "sleep 3"}])
+    first = c.wait(_running(c, iid, "long"), 30, "attempt 1 RUNNING")
+    victim = first.host
+    killed_at = time.time()
+    c.kill9(victim)
+    second = c.wait(_running(c, iid, "long", 2), 30, "attempt 2 RUNNING")
+    took = second.start_time.timestamp() - killed_at
+    print(
+        f"\nworker failover: kill -9 -> new attempt started in {took:.2f}s (session {SESSION_S}s)"
+    )
+    _done(c, iid)
+    rows = c.attempts(iid, "long")
+    assert [(r.attempt, r.state) for r in rows] == [(1, "NEED_FAULT_TOLERANCE"), (2, "SUCCESS")]
+    assert rows[1].host != victim
+    assert took < SESSION_S + 3 * c.scale
+    _assert_clean(c)
+
+
+def test_master_kill9_instance_adopted(cluster: Cluster) -> None:
+    c = cluster
+    c.master("m1")
+    c.master("m2")
+    c.worker("w1")
+    c.worker("w2")
+    c.wait_registered(2, 2)
+    iid = c.submit(
+        [
+            {"name": "a", "command": "sleep 2"},
+            {"name": "b", "command": "sleep 2", "depends_on": ["a"]},
+            {"name": "c", "command": "sleep 2", "depends_on": ["b"]},
+        ]
+    )
+    c.wait(_running(c, iid, "a"), 30, "a RUNNING")
+    owner_name = c.wait(lambda: c.master_owning(iid), 10, "owner of the instance")
+    old_owner = c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=iid)
+    killed_at = time.monotonic()
+    c.kill9(owner_name)
+
+    def adopted() -> bool:
+        owner = c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=iid)
+        return owner != old_owner or c.state(iid) == "SUCCESS"
+
+    c.wait(adopted, 30, "adoption", interval=0.02)
+    took = time.monotonic() - killed_at
+    print(f"\nmaster failover: kill -9 -> adoption in {took:.2f}s (session {SESSION_S}s)")
+    _done(c, iid)
+    alerts = c.rows("SELECT content FROM alert WHERE kind = 'MASTER_FAILOVER'")
+    assert any(iid in a[0]["instances"] for a in alerts), alerts
+    assert c.master_owning(iid) is not None and c.master_owning(iid) != owner_name
+    for name in "abc":
+        ok = [r for r in c.attempts(iid, name) if r.state == "SUCCESS"]
+        assert len(ok) == 1, (name, c.attempts(iid, name))
+    assert took < SESSION_S + 3 * c.scale
+    _assert_clean(c)
+
+
+def test_sigstopped_worker_is_fenced(cluster: Cluster, tmp_path: Path) -> None:
+    """A worker frozen past the session timeout: its tasks run again elsewhere; after SIGCONT its
+    late reports are rejected and its task process groups are killed."""
+    c = cluster
+    c.master("m1")
+    c.worker("w1")
+    c.wait_registered(1, 1)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    pids.chmod(0o777)
+    # "long" would run for a minute on the zombie; "short" finishes while its worker is frozen,
+    # so the worker, once thawed, holds a finished attempt whose report must be rejected
+    iid = c.submit(
+        [
+            {
+                "name": "long",
+                "command": f"echo $$ > {pids}/long-$DAGKEEPER_ATTEMPT; "
+                'if [ "$DAGKEEPER_ATTEMPT" = 1 ]; then sleep 60; else sleep 1; fi',
+            },
+            {
+                "name": "short",
+                "command": f"echo $$ > {pids}/short-$DAGKEEPER_ATTEMPT; "
+                # attempt 1 ends only once its worker is frozen (the test creates "go")
+                f'if [ "$DAGKEEPER_ATTEMPT" = 1 ]; then while [ ! -e {pids}/go ]; do sleep 0.1;'
+                " done; else sleep 1; fi",
+            },
+        ]
+    )
+    c.wait(_running(c, iid, "long"), 30, "long RUNNING on w1")
+    c.wait(_running(c, iid, "short"), 30, "short RUNNING on w1")
+    long_pid = int(c.wait(lambda: _read(pids / "long-1"), 10, "pid of long#1"))
+    c.worker("w2")
+    c.wait_registered(1, 2)
+    c.sigstop("w1")
+    stopped_at = time.time()
+    (pids / "go").touch()
+    l2 = c.wait(_running(c, iid, "long", 2), 30, "long attempt 2 RUNNING")
+    c.wait(lambda: any(r.attempt == 2 for r in c.attempts(iid, "short")), 30, "short attempt 2")
+    print(
+        f"\nzombie worker: SIGSTOP -> new attempt in {l2.start_time.timestamp() - stopped_at:.2f}s"
+    )
+    assert l2.host == "w2"
+    # short attempt 1 has finished meanwhile (its worker is frozen and has not reported it)
+    c.wait(
+        lambda: any(r.name == "short" and r.attempt == 1 for r in c.side_records()), 10, "short#1"
+    )
+    c.sigcont("w1")
+    c.wait(lambda: _dead(long_pid), 10, f"zombie's task pid {long_pid} killed")
+    _done(c, iid)
+    # the thawed worker has re-registered (a new epoch) by now or soon; its stale writes failed
+    c.wait_registered(1, 2)
+    log = c.procs["w1"].log_path.read_text()
+    for line in log.splitlines():
+        if any(w in line for w in ("stale", "session lost", "no answer", "discarded")):
+            print("  w1:", line[-200:])
+    assert "session lost" in log or "no answer from ZooKeeper" in log, log[-3000:]
+    for name in ("long", "short"):
+        rows = c.attempts(iid, name)
+        assert [(r.attempt, r.state) for r in rows] == [
+            (1, "NEED_FAULT_TOLERANCE"),
+            (2, "SUCCESS"),
+        ], rows
+        assert rows[0].host == "w1" and rows[1].host == "w2"
+    _assert_clean(c)
+
+
+def test_zookeeper_wiped_work_continues(
+    request: pytest.FixtureRequest,
+    server_root: Path,
+    db_url: str,
+    zk_root: str,
+    timeout_scale: float,
+) -> None:
+    zk_dir = server_root / f"zk-wipe{zk_root.replace('/', '_')}"
+    zk = ZookeeperServer(zk_dir, free_port(), tick_ms=500, fsync=False)
+    zk.start(timeout=60 * timeout_scale)
+    c = Cluster(zk_dir / "cluster", db_url, zk.hosts, zk_root, timeout_scale, SESSION_S)
+    ok = False
+    try:
+        c.master("m1")
+        c.worker("w1")
+        c.worker("w2")
+        c.wait_registered(1, 2)
+        iid = c.submit(
+            [
+                {"name": "a", "command": "sleep 1"},
+                {"name": "b", "command": "sleep 3", "depends_on": ["a"]},
+                {"name": "c", "command": "sleep 1", "depends_on": ["b"]},
+                {"name": "d", "command": "sleep 1", "depends_on": ["b"]},
+            ]
+        )
+        c.wait(_running(c, iid, "b"), 30, "b RUNNING")
+        zk.stop()
+        shutil.rmtree(zk.data_dir / "data")
+        zk.start(timeout=60 * timeout_scale)
+        wiped_at = time.monotonic()
+        _done(c, iid, 90)
+        print(f"\nZooKeeper wiped: instance finished {time.monotonic() - wiped_at:.1f}s later")
+        c.wait_registered(1, 2)
+        _assert_clean(c)
+        ok = True
+    finally:
+        c.close()
+        zk.stop()
+        if not ok:
+            print(c.logs())
+
+
+def test_master_killed_during_failover(cluster: Cluster) -> None:
+    c = cluster
+    for m in ("m1", "m2", "m3"):
+        c.master(m)
+    c.worker("w1")
+    c.worker("w2")
+    c.wait_registered(3, 2)
+    chain: list[dict[str, Any]] = [
+        {"name": "a", "command": "sleep 1"},
+        {"name": "b", "command": "sleep 2", "depends_on": ["a"]},
+        {"name": "c", "command": "sleep 1", "depends_on": ["b"]},
+    ]
+    ids = [c.submit(chain) for _ in range(4)]
+    for iid in ids:
+        c.wait(partial(c.master_owning, iid), 30, f"owner of {iid}")
+    first = c.master_owning(ids[0])
+    assert first is not None
+    old = c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=ids[0])
+    c.kill9(first)
+
+    def adopter() -> str | None:
+        owner = c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=ids[0])
+        return c.master_owning(ids[0]) if owner != old else None
+
+    second = c.wait(adopter, 30, "first adoption", interval=0.01)
+    c.kill9(second)  # right after it took the instances over, before it acted on them
+    print(f"\nkilled {first}, then its adopter {second} at once")
+    last = ({"m1", "m2", "m3"} - {first, second}).pop()
+    for iid in ids:
+        _done(c, iid, 90)
+    assert all(c.master_owning(i) in (None, last) for i in ids)
+    _assert_clean(c)
