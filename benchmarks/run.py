@@ -26,7 +26,7 @@ from benchmarks.util import progress
 
 FAMILIES = ("ceiling", "idle", "wide", "chain", "fan", "big", "burst", "failover", "backlog")
 QUICK_SKIP = ("failover", "backlog")
-PROFILED = ("wide", "chain")
+PROFILED = ("wide", "chain", "burst")
 
 
 @dataclass
@@ -73,8 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         type=Path,
         default=None,
-        help="py-spy the master and worker "
-        "during wide and chain (first repeat) into this directory",
+        help="py-spy the master, worker and API "
+        "during wide, chain and burst (first repeat) into this directory",
     )
     p.add_argument(
         "--run-timeout",
@@ -219,9 +219,9 @@ class Runner:
         self.ctx.workflows.clear()
 
     def _pids(self) -> dict[str, int]:
-        return {
-            d.kind: d.pid for d in reversed(self.cluster.of("master") + self.cluster.of("worker"))
-        }
+        """The first master, worker and API (py-spy follows these)."""
+        daemons = self.cluster.of("master") + self.cluster.of("worker") + self.cluster.of("api")
+        return {d.kind: d.pid for d in reversed(daemons)}
 
 
 def main(argv: list[str] | None = None) -> int:
