@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from common import dag
 from common.errors import ValidationError
@@ -62,11 +62,14 @@ class WorkflowSpec(BaseModel):
 
     _norm_priority = field_validator("priority", mode="before")(_priority)
 
+    _by_name: dict[str, TaskSpec] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._by_name = {t.name: t for t in self.tasks}
+
     def task(self, name: str) -> TaskSpec:
-        for t in self.tasks:
-            if t.name == name:
-                return t
-        raise KeyError(name)
+        """The task named ``name`` (a dict lookup: decisions call this per task per step)."""
+        return self._by_name[name]
 
     def to_dag(self) -> dag.Dag:
         return dag.Dag.build({t.name: t.depends_on for t in self.tasks})
