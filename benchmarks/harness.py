@@ -3,8 +3,10 @@ tasks, waiting on instances in PostgreSQL, and the task rows every figure is com
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +16,7 @@ import httpx
 
 from benchmarks.cluster import Cluster
 from benchmarks.util import (
+    DB_NAME,
     MARK,
     activity,
     activity_delta,
@@ -156,6 +159,40 @@ class Ctx:
             raise RuntimeError(f"instance(s) did not succeed: {bad[:10]}")
 
 
+class WaitSampler(threading.Thread):
+    """Samples what the cluster's PostgreSQL backends are doing (pg_stat_activity) every
+    ``interval`` seconds: the most common wait events tell what a slow run waits for."""
+
+    def __init__(self, cluster: Cluster, interval: float = 0.2) -> None:
+        super().__init__(daemon=True, name="wait-sampler")
+        self.cluster, self.interval = cluster, interval
+        self.counts: Counter[str] = Counter()
+        self.samples = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        sql = (
+            f"SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU'), "
+            f"left(regexp_replace(query, '\\s+', ' ', 'g'), 70) {MARK} FROM pg_stat_activity "
+            "WHERE datname = :d AND state = 'active' AND pid <> pg_backend_pid()"
+        )
+        while not self._halt.wait(self.interval):
+            try:
+                rows = self.cluster.query(sql, d=DB_NAME)
+            except Exception:
+                continue
+            self.samples += 1
+            for wait, query in rows:
+                self.counts[f"{wait} | {query}"] += 1
+
+    def stop(self, top: int = 6) -> list[list[Any]]:
+        """The most frequent (wait, statement) pairs: average backends in that state."""
+        self._halt.set()
+        self.join(5)
+        n = max(1, self.samples)
+        return [[k, round(v / n, 2)] for k, v in self.counts.most_common(top)]
+
+
 class Meter:
     """CPU per process kind and PostgreSQL / ZooKeeper activity between ``start`` and ``stop``."""
 
@@ -164,6 +201,8 @@ class Meter:
         self.cpu0 = cpu_snapshot(cluster)
         self.act0 = activity(cluster)
         self.sys0, self.own0 = system_busy(), harness_cpu()
+        self.waits = WaitSampler(cluster)
+        self.waits.start()
         self.t0 = time.monotonic()
 
     def stop(self, per: int) -> dict[str, Any]:
@@ -171,6 +210,7 @@ class Meter:
         ZooKeeper requests; plus the cores busy on average."""
         wall = time.monotonic() - self.t0
         sys_busy, own = system_busy() - self.sys0, harness_cpu() - self.own0
+        waits = self.waits.stop()
         flush_pg_stats()
         cpu = cpu_delta(self.cpu0, cpu_snapshot(self.cluster))
         act = activity_delta(self.act0, activity(self.cluster))
@@ -184,4 +224,6 @@ class Meter:
         names["zk_requests"] = "zk_requests_per_task"
         for k, v in act.items():
             out[names[k]] = v / per
+        # what the busy PostgreSQL backends were doing: average number per (wait, statement)
+        out["pg_active_backends"] = waits
         return out

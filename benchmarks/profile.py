@@ -1,6 +1,6 @@
 """Optional sampling profiles of the daemons with py-spy (``--profile DIR``): raw collapsed stacks
-per workload and process, and a summary of the top costs (self time by function and by package,
-inclusive time by function)."""
+per workload and process (samples of the thread holding the GIL), and a summary of the top costs
+(self time by function and by package, inclusive time by function)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ class Profiler:
             path = out_dir / f"{label}-{name}.txt"
             self.files[name] = path
             argv = [exe, "record", "--pid", str(pid), "--rate", str(RATE), "--format", "raw"]
-            argv += ["--nonblocking", "--output", str(path)]
+            # --gil: only the thread holding the GIL is sampled, i.e. Python code on a CPU (a
+            # thread waiting in select() or libpq would otherwise often count as busy)
+            argv += ["--gil", "--nonblocking", "--output", str(path)]
             log = open(out_dir / f"{label}-{name}.py-spy.log", "wb")  # noqa: SIM115
             self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
             log.close()
@@ -87,7 +89,8 @@ def _parse(frame: str) -> tuple[str, str]:
 
 
 def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
-    """Top self and inclusive costs from py-spy's collapsed stacks (percent of active samples)."""
+    """Top self and inclusive costs from py-spy's collapsed stacks (percent of samples);
+    ``gil_s`` is the time some thread held the GIL, about the process's Python CPU time."""
     self_fn: Counter[str] = Counter()
     self_pkg: Counter[str] = Counter()
     incl: Counter[str] = Counter()
@@ -112,7 +115,7 @@ def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
 
     return {
         "samples": total,
-        "active_s": total / RATE,
+        "gil_s": total / RATE,
         "self_by_package": pct(self_pkg),
         "self_by_function": pct(self_fn),
         "inclusive_by_function": pct(incl),

@@ -85,6 +85,7 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
     ],
     "backlog": [
         ("tasks", "ready tasks"),
+        ("tasks_done", "tasks done"),
         ("queue_peak", "ZooKeeper queue peak entries"),
         ("run_tasks_per_s", "tasks/s overall"),
         ("tasks_per_s_first_tenth", "tasks/s, first tenth of the run"),
@@ -250,7 +251,7 @@ def table(report: dict[str, Any]) -> str:
         first_frac = next((v for k, v in frac.items() if "over" in k or "_of_" in k), None)
         shown = 0
         for fig, label in HEADLINES.get(family(key), []):
-            if fig not in med:
+            if med.get(fig) is None:
                 continue
             f = _fmt(first_frac) if shown == 0 and first_frac is not None else ""
             t = targets.get((key, fig))

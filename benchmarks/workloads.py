@@ -4,16 +4,14 @@ computed from the PostgreSQL rows of the run."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import random
 import threading
 import time
 from typing import Any
 
-import httpx
-
 from benchmarks.harness import Ctx, Meter, TaskRow, Unfinished, task
+from benchmarks.poster import post_many
 from benchmarks.util import (
     MARK,
     RssSampler,
@@ -185,43 +183,13 @@ def _big_figures(
     }
 
 
-async def _post_runs(ctx: Ctx, wf: int, n: int, conc: int) -> int:
-    """POST ``n`` runs over ``conc`` connections; returns how many requests failed in transit
-    and were sent again (a retry may duplicate a run: the instances are counted in PostgreSQL)."""
-    # idle connections are dropped before the server's keep-alive timeout (5 s) can close them
-    limits = httpx.Limits(
-        max_connections=conc, max_keepalive_connections=conc, keepalive_expiry=2.0
-    )
-    retried = 0
-    async with httpx.AsyncClient(
-        base_url=ctx.api.base, headers=ctx.api.headers, limits=limits, timeout=300
-    ) as client:
-
-        async def one() -> None:
-            nonlocal retried
-            for attempt in range(3):
-                try:
-                    r = await client.post(f"/workflows/{wf}/runs", json={})
-                except httpx.TransportError:
-                    if attempt == 2:
-                        raise
-                    retried += 1
-                    continue
-                if r.status_code != 202:
-                    raise RuntimeError(f"POST runs: {r.status_code} {r.text[:300]}")
-                return
-
-        await asyncio.gather(*(one() for _ in range(n)))
-    return retried
-
-
-def burst(ctx: Ctx, n: int, conc: int = 200) -> dict[str, Any]:
+def burst(ctx: Ctx, n: int, conc: int = 32) -> dict[str, Any]:
     """``n`` starts of a one-task workflow through the API at once (``conc`` connections)."""
     wf = ctx.workflow("burst", lambda: [task("only")])
     last_id = ctx.cluster.scalar(f"SELECT coalesce(max(id), 0) {MARK} FROM workflow_instance")
     meter = Meter(ctx.cluster)
     t0 = time.perf_counter()
-    retried = asyncio.run(_post_runs(ctx, wf, n, min(n, conc)))
+    retried = post_many(ctx.api.base, f"/workflows/{wf}/runs", ctx.api.headers, n, min(n, conc))
     api_s = time.perf_counter() - t0
     ids = [
         r[0]
@@ -309,6 +277,17 @@ def backlog(ctx: Ctx, n: int, timeout: float, instances: int = 10) -> dict[str, 
     sampler.start()
     meter = Meter(ctx.cluster)
     ids = [ctx.api.run(wf) for _ in range(instances)]
+    try:
+        _wait_backlog(ctx, ids, n, timeout, sampler)
+    except TimeoutError as exc:
+        out = _backlog_figures(ctx, ids, n, sampler, meter, problems0)
+        raise Unfinished(f"{exc} ({out['tasks_done']} of {n} tasks done)", out) from None
+    out = _backlog_figures(ctx, ids, n, sampler, meter, problems0)
+    ctx.require_success(ids)
+    return out
+
+
+def _wait_backlog(ctx: Ctx, ids: list[int], n: int, timeout: float, sampler: _QueueSampler) -> None:
     last, done, moved = 0.0, -1, time.monotonic()
     deadline = time.monotonic() + timeout
     while True:
@@ -319,7 +298,7 @@ def backlog(ctx: Ctx, n: int, timeout: float, instances: int = 10) -> dict[str, 
             ids=ids,
         )
         if not left:
-            break
+            return
         if time.monotonic() > deadline:
             raise TimeoutError(f"backlog: {left} instance(s) not finished after {timeout:.0f}s")
         if time.monotonic() - last > 15:
@@ -335,14 +314,18 @@ def backlog(ctx: Ctx, n: int, timeout: float, instances: int = 10) -> dict[str, 
                 raise TimeoutError(f"backlog: stalled at {done}/{n} tasks for {STALL_S:.0f}s")
             progress(f"backlog: {done}/{n} tasks done, ZooKeeper queue peak {sampler.peak}")
         time.sleep(0.5)
+
+
+def _backlog_figures(
+    ctx: Ctx, ids: list[int], n: int, sampler: _QueueSampler, meter: Meter, problems0: int
+) -> dict[str, Any]:
     peak = sampler.stop()
     out = meter.stop(n)
-    ctx.require_success(ids)
     ends = [
         r[0]
         for r in ctx.cluster.query(
             f"SELECT end_time {MARK} FROM task_instance WHERE workflow_instance_id = ANY(:ids) "
-            "ORDER BY end_time",
+            "AND end_time IS NOT NULL ORDER BY end_time",
             ids=ids,
         )
     ]
@@ -350,16 +333,16 @@ def backlog(ctx: Ctx, n: int, timeout: float, instances: int = 10) -> dict[str, 
         f"SELECT min(start_time) {MARK} FROM task_instance WHERE workflow_instance_id = ANY(:ids)",
         ids=ids,
     )
-    span = secs(starts, ends[-1]) or 0.0
-    per_slice = tenths(starts, ends)
+    per_slice = tenths(starts, ends) if starts and ends else [0.0]
     out.update(
         tasks=n,
-        instances=instances,
+        tasks_done=len(ends),
+        instances=len(ids),
         queue_peak=peak,
         queue_high_water=MasterSettings().queue_high_water,
         queue_sample_errors=sampler.errors,
         daemon_error_lines=_log_problems(ctx) - problems0,
-        run_tasks_per_s=rate(n, span),
+        run_tasks_per_s=rate(len(ends), secs(starts, ends[-1]) if ends else None),
         tasks_per_s_first_tenth=per_slice[0],
         tasks_per_s_last_tenth=per_slice[-1],
         tasks_per_s_min_tenth=min(per_slice),
