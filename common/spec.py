@@ -3,7 +3,7 @@ that name the offending tasks and fields. Shared by the API (on write) and the m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
@@ -37,7 +37,15 @@ class TaskSpec(BaseModel):
     priority: str = "MEDIUM"
     retries: int = Field(default=0, ge=0, le=100)
     retry_interval_s: float = Field(default=0, ge=0)
+    # exponential backoff: the n-th retry waits retry_interval_s * 2**(n-1), at most retry_max_delay_s
+    retry_backoff: bool = False
+    retry_max_delay_s: float | None = Field(default=None, gt=0)
     timeout_s: float | None = Field(default=None, gt=0)
+    timeout_strategy: Literal["FAILED", "WARN", "WARN_FAILED"] = "FAILED"
+    trigger_rule: Literal[
+        "all_success", "all_done", "all_failed", "one_success", "one_failed", "none_failed"
+    ] = "all_success"
+    task_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
     worker_group: str = Field(default="default", pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
     params: dict[str, str] = {}
     command: str | None = None

@@ -66,6 +66,25 @@ class ZkPaths:
     def lease(self, task_instance_id: int) -> str:
         return self._join("leases", str(int(task_instance_id)))
 
+    def host_queue(self, host: str) -> str:
+        """Host-pinned dispatch (FANOUT sub-executions): only workers on ``host`` claim here."""
+        return self._join("host-queue", _check_segment(host, "host"))
+
+    def host_queue_root(self) -> str:
+        return self._join("host-queue")
+
+    # signals to a worker (kill requests): <signals>/<worker id>/<task instance id>
+    def signals_root(self) -> str:
+        return self._join("signals")
+
+    def signals(self, worker_id: str) -> str:
+        return self._join("signals", _check_segment(worker_id, "worker id"))
+
+    def signal(self, worker_id: str, task_instance_id: int) -> str:
+        return self._join(
+            "signals", _check_segment(worker_id, "worker id"), str(int(task_instance_id))
+        )
+
     # coordination
     def locks(self) -> str:
         return self._join("locks")
@@ -78,4 +97,11 @@ class ZkPaths:
 
     def all_roots(self) -> list[str]:
         """Containers every node ensures on start."""
-        return [self.masters(), self.workers_root(), self.queue_root(), self.leases(), self.locks()]
+        return [
+            self.masters(),
+            self.workers_root(),
+            self.queue_root(),
+            self.leases(),
+            self.locks(),
+            self.signals_root(),
+        ]

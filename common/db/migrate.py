@@ -1,4 +1,4 @@
-"""Runs the Alembic migrations (``alembic upgrade head``) against a database URL."""
+"""Runs the Alembic migrations (``alembic upgrade heads``) against a database URL."""
 
 from __future__ import annotations
 
@@ -19,4 +19,4 @@ def alembic_config(url: str) -> Config:
 
 def upgrade_head(url: str) -> None:
     """Bring the schema at ``url`` to the newest revision."""
-    command.upgrade(alembic_config(url), "head")
+    command.upgrade(alembic_config(url), "heads")

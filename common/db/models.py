@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -129,9 +130,19 @@ class WorkflowInstance(Base):
     owner: Mapped[str | None] = mapped_column(String(200))
     owner_epoch: Mapped[int | None] = mapped_column(BigInteger)
     run_count: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    # why the instance is in its state (finish reason, serial wait, stop request)
+    reason: Mapped[str | None] = mapped_column(Text)
+    # the SUB_PROCESS attempt that started this instance (unique: one child per attempt)
+    parent_task_instance_id: Mapped[int | None] = mapped_column(BigInteger)
     __table_args__ = (
         Index("ix_wfi_workflow", "workflow_id", "id"),
         Index("ix_wfi_state", "state"),
+        Index(
+            "uq_wfi_parent_task",
+            "parent_task_instance_id",
+            unique=True,
+            postgresql_where=text("parent_task_instance_id IS NOT NULL"),
+        ),
         Index(
             "ix_wfi_owner_active",
             "owner",
@@ -164,6 +175,10 @@ class TaskInstance(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     log_path: Mapped[str | None] = mapped_column(Text)
     exit_code: Mapped[int | None] = mapped_column(Integer)
+    # a named concurrency limit shared across workflows (see TaskGroup)
+    task_group: Mapped[str | None] = mapped_column(String(100))
+    # why the attempt is in its state (timeout, killed by stop, skipped by a branch, ...)
+    reason: Mapped[str | None] = mapped_column(Text)
     submit_time: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
     dispatch_time: Mapped[datetime | None] = mapped_column(TS)
     start_time: Mapped[datetime | None] = mapped_column(TS)
@@ -176,11 +191,30 @@ class TaskInstance(Base):
             postgresql_where=text("state IN ('SUBMITTED','DISPATCHED','RUNNING')"),
         ),
         Index(
+            "ix_ti_task_group_active",
+            "task_group",
+            postgresql_where=text(
+                "task_group IS NOT NULL AND state IN ('SUBMITTED','DISPATCHED','RUNNING')"
+            ),
+        ),
+        Index(
             "ix_ti_worker_active",
             "worker_id",
             postgresql_where=text("state IN ('DISPATCHED','RUNNING')"),
         ),
     )
+
+
+class TaskGroup(Base):
+    """A named concurrency limit; slots in use are counted from live attempts, never stored."""
+
+    __tablename__ = "task_group"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    capacity: Mapped[int] = mapped_column(Integer, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    __table_args__ = (CheckConstraint("capacity >= 1", name="ck_task_group_capacity"),)
 
 
 class Alert(Base):
