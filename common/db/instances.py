@@ -25,11 +25,13 @@ class InstanceRow:
     schedule_time: datetime | None
     owner: str | None
     owner_epoch: int | None
+    start_time: datetime | None = None
+    run_count: int = 1
 
 
 _COLS = (
     "id, workflow_id, version, state, priority, params, run_options, schedule_time, owner,"
-    " owner_epoch"
+    " owner_epoch, start_time, run_count"
 )
 
 
