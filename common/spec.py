@@ -8,13 +8,13 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from common import dag
+from common import dag, task_types
 from common.errors import ValidationError
 from common.states import Priority
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$"
-# Task types the workers can execute today; the plugin registry extends this set.
-EXECUTED_TYPES = {"SHELL"}
+# Task types the workers execute (the full registry, plugins included, is in common.task_types).
+EXECUTED_TYPES = task_types.EXECUTED_TYPES
 
 
 def _priority(v: Any) -> str:
@@ -117,23 +117,7 @@ def parse_workflow_spec(raw: Any) -> WorkflowSpec:
         p.as_dict() for p in dag.validate([(t.name, t.depends_on) for t in spec.tasks])
     ]
     for t in spec.tasks:
-        if t.type not in EXECUTED_TYPES:
-            problems.append(
-                {
-                    "code": "unknown_type",
-                    "message": f"task '{t.name}': unsupported task type {t.type!r}"
-                    f" (supported: {', '.join(sorted(EXECUTED_TYPES))})",
-                    "tasks": [t.name],
-                }
-            )
-        elif t.type == "SHELL" and not (t.command or "").strip():
-            problems.append(
-                {
-                    "code": "missing_field",
-                    "message": f"task '{t.name}': a SHELL task needs a non-empty 'command'",
-                    "tasks": [t.name],
-                }
-            )
+        problems.extend(task_types.validate_task(t.name, t.type, t.model_dump()))
     try:
         from zoneinfo import ZoneInfo
 

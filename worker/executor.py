@@ -33,6 +33,7 @@ from worker.task_types import (
     OutputCollector,
     TaskType,
     UnknownTaskType,
+    configure,
     exit_code_of,
     get_task_type,
     group_alive,
@@ -131,6 +132,7 @@ class Executor:
         self._db_conns = Connections(engine, min(self.capacity, settings.db.pool_size) + 1)
         self._on_done = on_done
         self._env = base_env()
+        configure(settings, engine)  # task types: worker context and plugin discovery
         self._log_dirs: set[Path] = set()  # log directories known to exist
         self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix=f"task-{worker_id}")
         self.db_backoff_until = 0.0

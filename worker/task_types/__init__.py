@@ -1,5 +1,6 @@
 """The task-type plugin interface (prepare, spawn, terminate/kill a process group), the registry of
-types, and the output protocol every type shares: ``${setValue(key=value)}`` lines in the output."""
+types (built-in and ``dagkeeper.task_types`` entry points), the worker context plugins may read,
+and the output protocol every type shares: ``${setValue(key=value)}`` lines in the output."""
 
 from __future__ import annotations
 
@@ -14,14 +15,32 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
+
+from common.task_types import ENTRY_POINT_GROUP
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from common.settings import Settings
 
 # Built-in types, imported on first use: type name -> "module:Class".
-_BUILTIN: dict[str, str] = {"SHELL": "worker.task_types.shell:ShellTask"}
+_BUILTIN: dict[str, str] = {
+    "SHELL": "worker.task_types.shell:ShellTask",
+    "PYTHON": "worker.task_types.python:PythonTask",
+    "HTTP": "worker.task_types.http:HttpTask",
+    "SQL": "worker.task_types.sql:SqlTask",
+    "PROCEDURE": "worker.task_types.sql:ProcedureTask",
+    "SPARK": "worker.task_types.spark:SparkTask",
+}
 _registry: dict[str, type[TaskType]] = {}
 _instances: dict[str, TaskType] = {}
 _registry_lock = threading.Lock()
+_plugins: dict[str, str] = {}  # entry-point type name -> "module:attr", loaded on first use
+_discovered = False
 
 SET_VALUE_MARK = b"${setValue("
 _SET_VALUE_RE = re.compile(r"\$\{setValue\(\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*=(.*?)\)\}")
@@ -72,6 +91,61 @@ class TaskType(ABC):
         return signal_group(proc.pid, signal.SIGKILL)
 
 
+@dataclass(frozen=True)
+class WorkerContext:
+    """What a type may need beyond its spec: the worker's settings and its PostgreSQL engine
+    (e.g. to read a datasource). Set once per worker process by ``configure``."""
+
+    settings: Settings
+    engine: Engine | None = None
+
+
+_context: WorkerContext | None = None
+
+
+def configure(settings: Settings, engine: Engine | None = None) -> None:
+    """Called at worker start: remember the context and discover the plugin types."""
+    global _context
+    _context = WorkerContext(settings, engine)
+    discover(force=True)
+
+
+def worker_context() -> WorkerContext:
+    if _context is None:
+        raise RuntimeError("the task types were not configured with the worker's settings")
+    return _context
+
+
+def discover(force: bool = False) -> frozenset[str]:
+    """Find the ``dagkeeper.task_types`` entry points (type name -> TaskType class); they are
+    imported on first use. Built-in names cannot be taken over by a plugin."""
+    global _discovered
+    with _registry_lock:
+        if _discovered and not force:
+            return frozenset(_plugins)
+        _discovered = True
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            key = ep.name.upper()
+            if key in _BUILTIN:
+                continue
+            _plugins[key] = ep.value
+        return frozenset(_plugins)
+
+
+def _load_plugin(key: str) -> None:
+    target = _plugins[key]
+    module, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in filter(None, attr.split(".")):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, TaskType)):
+        raise UnknownTaskType(f"entry point {key} = {target} is not a TaskType class")
+    with _registry_lock:
+        if key not in _registry:
+            _registry[key] = obj
+            _instances.pop(key, None)
+
+
 def register(cls: type[TaskType]) -> type[TaskType]:
     """Class decorator: make ``cls`` the plugin for ``cls.name``."""
     if not cls.name:
@@ -92,6 +166,16 @@ def get_task_type(name: str) -> TaskType:
     if key not in _registry and key in _BUILTIN:
         module, _, _attr = _BUILTIN[key].partition(":")
         importlib.import_module(module)  # registers itself
+    if key not in _registry and key not in _BUILTIN:
+        if key not in discover():
+            discover(force=True)  # installed since the last look?
+        if key in _plugins:
+            try:
+                _load_plugin(key)
+            except (ImportError, AttributeError) as exc:
+                raise UnknownTaskType(
+                    f"cannot load the plugin of task type {name!r}: {exc}"
+                ) from exc
     with _registry_lock:
         cls = _registry.get(key)
         if cls is None:
@@ -101,7 +185,7 @@ def get_task_type(name: str) -> TaskType:
 
 
 def supported_types() -> frozenset[str]:
-    return frozenset(_BUILTIN) | frozenset(_registry)
+    return frozenset(_BUILTIN) | frozenset(_registry) | discover()
 
 
 # process groups
