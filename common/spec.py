@@ -8,7 +8,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from common import dag, task_types
+from common import branching, dag, task_types
 from common.errors import ValidationError
 from common.states import Priority
 
@@ -118,6 +118,9 @@ def parse_workflow_spec(raw: Any) -> WorkflowSpec:
     ]
     for t in spec.tasks:
         problems.extend(task_types.validate_task(t.name, t.type, t.model_dump()))
+    if not problems:
+        downstream = spec.to_dag().downstream
+        problems.extend(branching.check_branches([t.model_dump() for t in spec.tasks], downstream))
     try:
         from zoneinfo import ZoneInfo
 

@@ -72,7 +72,7 @@ def test_bad_fields_name_task_and_field(type_name, fields, field):
         ("PROCEDURE", {"datasource": "pg", "procedure": "p", "out_params": {"b": "numeric(10,2)"}}),
         ("HTTP", {"url": "https://x/y", "method": "post", "success_codes": [200, "2xx"]}),
         ("SPARK", {"app": "a.jar", "main_class": "M", "args": ["1"], "conf": {"k": "v"}}),
-        ("SWITCH", {"anything": 1}),
+        ("SUB_PROCESS", {"anything": 1}),
     ],
 )
 def test_good_fields_pass(type_name, fields):
@@ -80,14 +80,14 @@ def test_good_fields_pass(type_name, fields):
 
 
 def test_registered_validator_runs_and_a_broken_one_is_a_problem_not_a_crash():
-    task_types.register_validator("SWITCH", lambda t: [] if "cases" in t else [("cases", "needed")])
+    task_types.register_validator("X_PLUGIN", lambda t: [] if "cases" in t else [("cases", "no")])
     try:
-        assert "cases: needed" in messages("SWITCH")
-        assert problems("SWITCH", cases=[]) == []
-        task_types.register_validator("SWITCH", lambda t: 1 / 0)
-        assert "validator failed" in messages("SWITCH")
+        assert "cases: no" in messages("X_PLUGIN")
+        assert problems("X_PLUGIN", cases=[]) == []
+        task_types.register_validator("X_PLUGIN", lambda t: 1 / 0)
+        assert "validator failed" in messages("X_PLUGIN")
     finally:
-        task_types._validators.pop("SWITCH", None)
+        task_types._validators.pop("X_PLUGIN", None)
 
 
 def test_workflow_spec_uses_the_registry():
