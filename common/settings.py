@@ -58,6 +58,13 @@ class WorkerSettings(BaseModel):
     # Time allowed for a report to PostgreSQL before the worker gives it up to failover.
     report_retry_deadline_s: float = Field(default=5.0, gt=0)
     kill_grace_s: float = Field(default=2.0, ge=0)
+    # PYTHON tasks without an ``interpreter`` run under this (empty = the worker's own Python)
+    python: str = ""
+    # SPARK tasks: the spark-submit program (empty = on PATH, else $SPARK_HOME/bin/spark-submit)
+    spark_submit: str = ""
+    # Cap on what SQL/HTTP tasks write to their log: rows of a result, bytes of a response
+    sql_max_rows: int = Field(default=1000, ge=1)
+    http_max_body_bytes: int = Field(default=65536, ge=0)
 
     @field_validator("groups", mode="before")
     @classmethod
@@ -84,6 +91,18 @@ class ApiSettings(BaseModel):
     token: str = Field(default="", repr=False)
 
 
+class CronSettings(BaseModel):
+    """The cron leader (one master at a time) and the backfill reconciler it runs."""
+
+    enabled: bool = True
+    # How often the leader (and each candidate) checks for due fires and backfill slots.
+    tick_interval_s: float = Field(default=0.5, gt=0)
+    # A fire this late counts as missed and follows the schedule's misfire policy.
+    misfire_threshold_s: float = Field(default=60.0, ge=0)
+    # Most fire times written per schedule per transaction while catching up (FIRE_ALL).
+    max_catchup: int = Field(default=1000, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DAGKEEPER_", env_nested_delimiter="__", extra="ignore"
@@ -96,6 +115,7 @@ class Settings(BaseSettings):
     master: MasterSettings = MasterSettings()
     worker: WorkerSettings = WorkerSettings()
     api: ApiSettings = ApiSettings()
+    cron: CronSettings = CronSettings()
 
     @model_validator(mode="after")
     def _timing_fits_session(self) -> Settings:

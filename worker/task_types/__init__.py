@@ -116,6 +116,10 @@ def worker_context() -> WorkerContext:
     return _context
 
 
+def current_context() -> WorkerContext | None:
+    return _context
+
+
 def discover(force: bool = False) -> frozenset[str]:
     """Find the ``dagkeeper.task_types`` entry points (type name -> TaskType class); they are
     imported on first use. Built-in names cannot be taken over by a plugin."""
