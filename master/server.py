@@ -23,7 +23,8 @@ from common.settings import Settings
 from common.task_queue import TaskQueue
 from common.zk import SESSION_CONNECTED, SESSION_LOST, SESSION_SUSPENDED, ZkClient
 from master import failover
-from master.commands import claim_commands
+from master.commands import claim_commands, promote_stalled
+from master.cron import CronLeader
 from master.listener import Event, NotifyListener
 from master.runner import Identity, WorkflowRunner
 
@@ -38,9 +39,12 @@ class MasterServer:
         self.sf = make_session_factory(self.engine)
         self.zk = ZkClient(settings.zk, name=f"master {self.master_id}")
         self.queue = TaskQueue(self.zk.client, self.zk.paths)
-        self.runner = WorkflowRunner(self.sf, self.queue)
+        self.runner = WorkflowRunner(
+            self.sf, self.queue, self.zk, kill_grace_s=settings.master.kill_grace_s
+        )
         self.events: queue.Queue[Event] = queue.Queue()
         self.listener = NotifyListener(settings.db.url, self.events, f"master {self.master_id}")
+        self.cron = CronLeader(self.sf, self.zk, self.master_id, settings.cron)
         self.epoch = 0
         self.started_at = datetime.now(UTC)
         self.fenced = True
@@ -65,6 +69,7 @@ class MasterServer:
 
     def stop(self) -> None:
         log.info("%s: stopping", self.actor)
+        self.cron.resign()
         self.listener.stop()
         self.zk.stop()
         self.engine.dispose()
@@ -171,17 +176,21 @@ class MasterServer:
             pass
         changed: set[int] = set()
         partial: set[int] = set()
+        reload: set[int] = set()
         for ev in pending:
             if ev.kind == "task" and ev.task_instance_id:
                 partial.add(ev.instance_id)
                 changed.add(ev.task_instance_id)
             elif ev.kind == "task":
                 dirty.add(ev.instance_id)
+                reload.add(ev.instance_id)  # its row may have changed (stop, pause, ...)
             elif ev.kind == "command":
                 want_commands = True
             elif ev.kind == "resync":
                 want_commands = resync = True
         now = time.monotonic()
+        if reload:
+            self.runner.load_owned(sorted(reload))
         if want_commands or now - self._last_poll >= m.command_poll_interval_s:
             self._last_poll = now
             claimed = claim_commands(self.sf, self.master_id, self.epoch, m.commands_per_claim)
@@ -195,6 +204,9 @@ class MasterServer:
             self._last_reconcile = now
             dirty.update(self.runner.load_owned())
             self.runner.requeue_submitted()
+            promoted = promote_stalled(self.sf, self.master_id, self.epoch)
+            if promoted:
+                dirty.update(self.runner.load_owned(promoted))
             dirty.update(self._reoffer())
         dirty.update(self.runner.due_timers(datetime.now(UTC)))
         if dirty:
@@ -205,6 +217,7 @@ class MasterServer:
         if now - self._last_heartbeat >= m.heartbeat_interval_s:
             self._last_heartbeat = now
             self.zk.set_json(self.zk.paths.master(self.master_id), self._heartbeat_data())
+        self.cron.tick()  # cron fires and backfill slots, on the elected master only
 
     def _reoffer(self) -> set[int]:
         return failover.reoffer_lost_attempts(

@@ -226,3 +226,76 @@ class Alert(Base):
     workflow_instance_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
     __table_args__ = (Index("ix_alert_created", "created_at"),)
+
+
+# -- schedules and backfill (revision 0003) -----------------------------------------------------
+
+# One workflow instance per cron fire, even after its command row was claimed and deleted.
+Index(
+    "uq_wfi_schedule_fire",
+    WorkflowInstance.schedule_id,
+    WorkflowInstance.schedule_time,
+    unique=True,
+    postgresql_where=text("schedule_id IS NOT NULL"),
+)
+
+
+class Backfill(Base):
+    """A run of a workflow over a list of schedule times, SERIAL or PARALLEL with a limit."""
+
+    __tablename__ = "backfill"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    workflow_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("workflow_definition.id", ondelete="CASCADE"), nullable=False
+    )
+    mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    parallelism: Mapped[int] = mapped_column(Integer, nullable=False)
+    sort_order: Mapped[str] = mapped_column(String(4), nullable=False, default="ASC")
+    # RUNNING until every date's instance is terminal, then DONE (or STOPPED)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="RUNNING")
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, default="UTC")
+    cron: Mapped[str | None] = mapped_column(String(200))
+    priority: Mapped[int | None] = mapped_column(SmallInteger)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    run_options: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    end_time: Mapped[datetime | None] = mapped_column(TS)
+    __table_args__ = (
+        CheckConstraint("parallelism >= 1", name="ck_backfill_parallelism"),
+        Index("ix_backfill_running", "id", postgresql_where=text("state = 'RUNNING'")),
+    )
+
+
+class BackfillRun(Base):
+    """One date of a backfill, in submission order; ``instance_id`` is set when it is submitted."""
+
+    __tablename__ = "backfill_run"
+    backfill_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("backfill.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule_time: Mapped[datetime] = mapped_column(TS, nullable=False)
+    instance_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    submitted_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class Datasource(Base):
+    """A named database connection for SQL/PROCEDURE tasks; the password is stored encrypted."""
+
+    __tablename__ = "datasource"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    port: Mapped[int | None] = mapped_column(Integer)
+    database: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    username: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    password_enc: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    __table_args__ = (
+        CheckConstraint("kind IN ('POSTGRESQL', 'MYSQL')", name="ck_datasource_kind"),
+    )
