@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from common.db.attempts_worker import (
     Connections,
     WorkerAttempt,
+    add_timeout_alert,
     finish_attempt,
     load_attempt,
     mark_running,
@@ -29,6 +30,7 @@ from common.settings import Settings
 from common.states import TaskState
 from worker import WorkerLog
 from worker.fetcher import Claim
+from worker.guardian import Guardian
 from worker.task_types import (
     OutputCollector,
     TaskType,
@@ -101,6 +103,7 @@ class AttemptHandle:
     exit_code: int | None = None
     output: dict[str, str] = field(default_factory=dict)
     outcome: Outcome | None = None
+    reason: str | None = None
 
     @property
     def ti_id(self) -> int:
@@ -136,6 +139,7 @@ class Executor:
         self._log_dirs: set[Path] = set()  # log directories known to exist
         self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix=f"task-{worker_id}")
         self.db_backoff_until = 0.0
+        self.guardian: Guardian | None = None  # set by the server: kills our groups if we die
 
     def submit(self, claim: Claim) -> AttemptHandle:
         h = AttemptHandle(claim)
@@ -195,6 +199,8 @@ class Executor:
                 kill_process_group(h.proc, 0)
             h.outcome = self._after_crash(h)
         finally:
+            if h.proc is not None and self.guardian is not None:
+                self.guardian.forget(h.proc.pid)
             self._on_done(h)
 
     def _after_crash(self, h: AttemptHandle) -> Outcome:
@@ -262,6 +268,8 @@ class Executor:
                     h.proc, h.task_type = tt.spawn(argv, env, workdir), tt
                 except OSError as exc:
                     spawn_error = exc
+                if h.proc is not None and self.guardian is not None:
+                    self.guardian.watch(h.proc.pid, att.id)
             if spawn_error is not None or h.proc is None:
                 return self._fail_to_start(h, att, str(log_file), logf, f"spawn: {spawn_error}")
             proc = h.proc
@@ -282,9 +290,7 @@ class Executor:
             h.running = True
             self.log.debug("task %d attempt %d RUNNING pid %d", att.id, att.attempt, proc.pid)
             collector = OutputCollector()
-            pump_output(
-                proc, logf, collector, self._watchdog(h, tt, logf, att.spec.get("timeout_s"))
-            )
+            pump_output(proc, logf, collector, self._watchdog(h, tt, logf, att.spec))
             if h.cancel is not None:
                 self._finish_kill(h, tt, proc)
             if h.cancel is not None and h.cancel is not Cancel.TIMEOUT:
@@ -347,9 +353,13 @@ class Executor:
         tt.kill(proc)
 
     def _watchdog(
-        self, h: AttemptHandle, tt: TaskType, logf: IO[bytes], timeout_s: object
+        self, h: AttemptHandle, tt: TaskType, logf: IO[bytes], spec: dict[str, object]
     ) -> Callable[[float], float | None]:
-        """The pump's tick: enforce the spec's timeout and a cancel's SIGKILL escalation."""
+        """The pump's tick: enforce the spec's timeout (``timeout_strategy`` FAILED: kill, the
+        attempt fails; WARN: one TASK_TIMEOUT alert, it goes on; WARN_FAILED: both) and a
+        cancel's SIGKILL escalation."""
+        timeout_s = spec.get("timeout_s")
+        strategy = str(spec.get("timeout_strategy") or "FAILED")
         deadline: float | None = None
         if isinstance(timeout_s, int | float) and timeout_s > 0:
             deadline = time.monotonic() + float(timeout_s)
@@ -358,9 +368,17 @@ class Executor:
             nonlocal deadline
             if deadline is not None and now >= deadline:
                 deadline = None
-                logf.write(f"[dagkeeper] timed out after {timeout_s}s; killing\n".encode())
-                self.log.warning("task %d timed out after %ss", h.ti_id, timeout_s)
-                self.cancel(h, Cancel.TIMEOUT)
+                assert isinstance(timeout_s, int | float)
+                if strategy in ("WARN", "WARN_FAILED"):
+                    self._timeout_alert(h, float(timeout_s), strategy)
+                if strategy == "WARN":
+                    logf.write(f"[dagkeeper] running past its timeout of {timeout_s}s\n".encode())
+                    self.log.warning("task %d ran past its timeout of %ss", h.ti_id, timeout_s)
+                else:
+                    logf.write(f"[dagkeeper] timed out after {timeout_s}s; killing\n".encode())
+                    self.log.warning("task %d timed out after %ss", h.ti_id, timeout_s)
+                    h.reason = f"timed out after {timeout_s}s ({strategy})"
+                    self.cancel(h, Cancel.TIMEOUT)
             kill_at = h.kill_at
             if kill_at is not None and now >= kill_at and h.proc is not None:
                 h.kill_at = None
@@ -371,6 +389,18 @@ class Executor:
         return tick
 
     # PostgreSQL
+
+    def _timeout_alert(self, h: AttemptHandle, timeout_s: float, strategy: str) -> None:
+        try:
+            self._db(
+                "timeout alert",
+                h.ti_id,
+                lambda s: add_timeout_alert(
+                    s, h.ti_id, lease_token=h.claim.epoch, timeout_s=timeout_s, strategy=strategy
+                ),
+            )
+        except DbUnavailable:
+            self.log.error("task %d: cannot write its timeout alert", h.ti_id)
 
     def _mark_running(self, h: AttemptHandle, pid: int | None, log_path: str) -> bool:
         def write(s: Connection) -> bool:
@@ -400,6 +430,7 @@ class Executor:
                     state=state,
                     exit_code=h.exit_code,
                     output=h.output,
+                    reason=h.reason,
                 ),
             )
         except DbUnavailable:
