@@ -66,9 +66,20 @@ class WorkflowSpec(BaseModel):
     priority: str = "MEDIUM"
     timezone: str = "UTC"
     params: dict[str, str] = {}
+    # how a new run treats running ones: run beside them, wait, be discarded, or wait by priority
+    execution_type: Literal["PARALLEL", "SERIAL_WAIT", "SERIAL_DISCARD", "SERIAL_PRIORITY"] = (
+        "PARALLEL"
+    )
+    timeout_s: float | None = Field(default=None, gt=0)
+    timeout_strategy: Literal["FAILED", "WARN", "WARN_FAILED"] = "FAILED"
     tasks: list[TaskSpec]
 
     _norm_priority = field_validator("priority", mode="before")(_priority)
+
+    @field_validator("execution_type", "timeout_strategy", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
 
     _by_name: dict[str, TaskSpec] = PrivateAttr(default_factory=dict)
 

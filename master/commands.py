@@ -1,5 +1,6 @@
-"""The command loop's one pass: lock pending commands, turn each into an owned workflow instance
-and delete it, all in one transaction (a command becomes at most one instance)."""
+"""The command loop's one pass: lock pending commands and carry each out in one transaction —
+start a run (after the serial-execution check), resume a paused instance, rerun or recover a
+finished one — taking ownership by compare-and-set, then delete it (a command acts at most once)."""
 
 from __future__ import annotations
 
@@ -7,38 +8,74 @@ import logging
 
 from common.db import commands as q_commands
 from common.db import instances as q_instances
+from common.db import serial as q_serial
 from common.db.engine import SessionFactory
-from common.states import CommandType
+from common.states import CommandType, WorkflowState
 
 log = logging.getLogger(__name__)
 
-# Commands that start work on an instance this master will own.
-STARTING = {CommandType.START_PROCESS.value, CommandType.SCHEDULER.value}
+C = CommandType
+W = WorkflowState
+
+# Commands that start a new run of a workflow (an instance this master will own).
+STARTING = {
+    C.START_PROCESS.value,
+    C.SCHEDULER.value,
+    C.START_CURRENT_TASK_PROCESS.value,
+    C.COMPLEMENT_DATA.value,
+}
+# Commands on an existing instance: (states it may be in, whether it is a new run, keep successes)
+RESTARTING: dict[str, tuple[list[str], bool, bool]] = {
+    C.RECOVER_SUSPENDED_PROCESS.value: ([W.PAUSE.value], False, False),
+    C.REPEAT_RUNNING.value: ([W.SUCCESS.value, W.FAILURE.value, W.STOP.value], True, False),
+    C.START_FAILURE_TASK_PROCESS.value: ([W.FAILURE.value, W.STOP.value], True, True),
+}
 
 
 def claim_commands(sf: SessionFactory, master_id: str, epoch: int, limit: int) -> list[int]:
     """Claim up to ``limit`` commands; return the ids of the instances we now own."""
     owned: list[int] = []
+    actor = f"master {master_id}@{epoch}"
     with sf.begin() as s:
         cmds = q_commands.lock_pending(s, limit)
         for c in cmds:
-            if c.type not in STARTING:
-                log.warning(
-                    "master %s@%d: command %d of type %s is not supported yet; dropped",
+            if c.type in RESTARTING and c.instance_id is not None:
+                sources, new_run, keep = RESTARTING[c.type]
+                if q_instances.restart(
+                    s,
+                    c.instance_id,
+                    sources,
                     master_id,
                     epoch,
-                    c.id,
-                    c.type,
+                    new_run=new_run,
+                    keep_successes=keep,
+                ):
+                    owned.append(c.instance_id)
+                    log.info("%s: command %d: %s instance %d", actor, c.id, c.type, c.instance_id)
+                else:
+                    log.warning(
+                        "%s: command %d: instance %d is not in %s any more; dropped",
+                        actor,
+                        c.id,
+                        c.instance_id,
+                        "/".join(sources),
+                    )
+            elif c.type not in STARTING:
+                log.warning(
+                    "%s: command %d of type %s is not supported; dropped", actor, c.id, c.type
                 )
-                continue
-            if c.instance_id is not None:
+            elif c.instance_id is not None:
+                if c.workflow_id is not None and c.version is not None:
+                    held = q_serial.admit(s, c.workflow_id, c.version, c.instance_id)
+                    if held is not None:
+                        log.info("%s: instance %d %s: %s", actor, c.instance_id, *held)
+                        continue
                 if q_instances.take_ownership(s, c.instance_id, master_id, epoch):
                     owned.append(c.instance_id)
                 else:
                     log.warning(
-                        "master %s@%d: command %d: instance %d is not SUBMITTED; dropped",
-                        master_id,
-                        epoch,
+                        "%s: command %d: instance %d is not SUBMITTED; dropped",
+                        actor,
                         c.id,
                         c.instance_id,
                     )
@@ -59,11 +96,19 @@ def claim_commands(sf: SessionFactory, master_id: str, epoch: int, limit: int) -
                 )
         q_commands.delete(s, [c.id for c in cmds])
     if owned:
-        log.info(
-            "master %s@%d: claimed %d command(s): instances %s",
-            master_id,
-            epoch,
-            len(owned),
-            owned[:20],
-        )
+        log.info("%s: claimed %d command(s): instances %s", actor, len(owned), owned[:20])
     return owned
+
+
+def promote_stalled(sf: SessionFactory, master_id: str, epoch: int) -> list[int]:
+    """Start the next waiting serial run of workflows that have none active (a safety net for
+    promotions missed when a run ended outside a master, e.g. stopped while SUBMITTED)."""
+    with sf.begin() as s:
+        stalled = q_serial.stalled(s)
+        kinds = {key: q_serial.execution_type(s, *key) for key in stalled}
+        promoted = [
+            iid
+            for (wid, _), kind in kinds.items()
+            if (iid := q_serial.promote_next(s, wid, kind, master_id, epoch)) is not None
+        ]
+    return promoted

@@ -5,20 +5,40 @@ from __future__ import annotations
 
 import heapq
 import logging
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.orm import Session
+
+from common import branching, signals
 from common import dag as dag_mod
+from common import params as params_mod
+from common import task_types as types_mod
 from common.db import attempts as q_attempts
 from common.db import instances as q_instances
+from common.db import serial as q_serial
 from common.db.engine import SessionFactory
 from common.errors import ValidationError
-from common.spec import WorkflowSpec, parse_workflow_spec
-from common.states import Priority, TaskState, WorkflowState
-from common.task_queue import QueueEntry, QueueKey, TaskQueue
-from master.decide import AttemptView, decide, resolve_env
+from common.spec import TaskSpec, WorkflowSpec, parse_workflow_spec
+from common.states import WORKFLOW_TERMINAL, Priority, TaskState, WorkflowState
+from common.task_queue import QueueEntry, QueueKey, TaskQueue, format_key
+from common.zk import ZkClient
+from master.decide import (
+    BRANCH_KEY,
+    AttemptView,
+    Decision,
+    Mode,
+    decide,
+    visible_attempts,
+)
 
 log = logging.getLogger(__name__)
+
+# A step that wrote final rows (skips, branch results) decides again at once, up to this often.
+MAX_PASSES = 64
+# How soon an instance with tasks held back by a full task group looks again.
+TASK_GROUP_RECHECK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -33,21 +53,55 @@ class OwnedInstance:
     spec: WorkflowSpec
     dag: dag_mod.Dag
     scope: set[str] | None = None
-    wake_at: datetime | None = None
     done: bool = False
     priorities: dict[str, int] = field(default_factory=dict)
     # attempt id -> row; None until the first full load (then kept current incrementally)
     attempts: dict[int, q_attempts.AttemptRow] | None = None
+    # a rerun ignores attempts up to this id; a recovery keeps their successes
+    since_id: int = 0
+    keep_successes: bool = False
+    logical: frozenset[str] = frozenset()
+    wakes: set[datetime] = field(default_factory=set)
+    kill_sent: dict[int, float] = field(default_factory=dict)  # attempt id -> monotonic time
+    waiting: str | None = None  # the reason last written on the row
+    timeout_warned: bool = False
 
     @property
     def failure_strategy(self) -> str:
         return str(self.row.run_options.get("failure_strategy") or "CONTINUE").upper()
 
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.row.run_options.get("dry_run"))
+
+
+def run_scope(spec: WorkflowSpec, dag: dag_mod.Dag, options: dict[str, object]) -> set[str] | None:
+    """The tasks a run covers: all, or its start nodes widened by the depend mode (TASK_POST,
+    the default: and everything downstream; TASK_PRE: and everything upstream; TASK_ONLY)."""
+    start = options.get("start_nodes")
+    if not start or not isinstance(start, list):
+        return None
+    base = {str(n) for n in start} & set(dag.deps)
+    mode = str(options.get("depend_mode") or "TASK_POST").upper()
+    if mode == "TASK_POST":
+        return base | dag_mod.descendants(dag, base)
+    if mode == "TASK_PRE":
+        return base | dag_mod.ancestors(dag, base)
+    return base
+
 
 class WorkflowRunner:
-    def __init__(self, session_factory: SessionFactory, task_queue: TaskQueue) -> None:
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        task_queue: TaskQueue,
+        zk: ZkClient | None = None,
+        kill_grace_s: float = 10.0,
+    ) -> None:
         self.sf = session_factory
         self.queue = task_queue
+        self.zk = zk
+        self.kill_grace_s = kill_grace_s
         self.identity = Identity("", 0)
         self.owned: dict[int, OwnedInstance] = {}
         self._timers: list[tuple[datetime, int]] = []
@@ -82,26 +136,36 @@ class WorkflowRunner:
             if spec is None:
                 self._fail_unrunnable(r.id, "its workflow version cannot be loaded")
                 continue
-            start_nodes = r.run_options.get("start_nodes") or None
-            scope = set(start_nodes) & {t.name for t in spec.tasks} if start_nodes else None
             cur = self.owned.get(r.id)
             if cur is None:
+                dag = spec.to_dag()
                 self.owned[r.id] = OwnedInstance(
                     row=r,
                     spec=spec,
-                    dag=spec.to_dag(),
-                    scope=scope,
+                    dag=dag,
+                    scope=run_scope(spec, dag, r.run_options),
                     priorities={t.name: Priority.parse(t.priority).value for t in spec.tasks},
+                    since_id=int(r.run_options.get("since_task_id") or 0),
+                    keep_successes=bool(r.run_options.get("keep_successes")),
+                    logical=frozenset(t.name for t in spec.tasks if types_mod.is_logical(t.type)),
                 )
             else:
                 cur.row = r
             loaded.append(r.id)
+        if ids is not None:
+            for gone in set(ids) - set(loaded):
+                self.owned.pop(gone, None)  # paused, finished or taken over meanwhile
         return loaded
 
     def _fail_unrunnable(self, instance_id: int, why: str) -> None:
         with self.sf.begin() as s:
             q_instances.finish(
-                s, instance_id, WorkflowState.FAILURE, self.identity.master_id, self.identity.epoch
+                s,
+                instance_id,
+                WorkflowState.FAILURE,
+                self.identity.master_id,
+                self.identity.epoch,
+                why,
             )
         log.error("%s: instance %d FAILURE: %s", self.actor, instance_id, why)
 
@@ -112,8 +176,17 @@ class WorkflowRunner:
     def due_timers(self, now: datetime) -> set[int]:
         due = set()
         while self._timers and self._timers[0][0] <= now:
-            due.add(heapq.heappop(self._timers)[1])
+            when, iid = heapq.heappop(self._timers)
+            inst = self.owned.get(iid)
+            if inst is not None:
+                inst.wakes.discard(when)
+                due.add(iid)
         return due
+
+    def _wake(self, inst: OwnedInstance, when: datetime) -> None:
+        if when not in inst.wakes:
+            inst.wakes.add(when)
+            heapq.heappush(self._timers, (when, inst.row.id))
 
     # the step ----------------------------------------------------------------------------
     def step(self, instance_ids: set[int], changed: set[int] | None = None) -> None:
@@ -123,7 +196,6 @@ class WorkflowRunner:
         ids = [i for i in instance_ids if i in self.owned]
         if not ids:
             return
-        now = datetime.now(UTC)
         full = [i for i in ids if self.owned[i].attempts is None or changed is None]
         with self.sf.begin() as s:
             rows = q_attempts.load_for_instances(s, full)
@@ -135,65 +207,315 @@ class WorkflowRunner:
             inst = self.owned.get(r.workflow_instance_id)
             if inst is not None and inst.attempts is not None:
                 inst.attempts[r.id] = r
-        by_inst: dict[int, list[q_attempts.AttemptRow]] = {
-            i: list((self.owned[i].attempts or {}).values()) for i in ids
-        }
+        for _ in range(MAX_PASSES):
+            again = self._pass([i for i in ids if i in self.owned])
+            if not again:
+                break
+            ids = sorted(again)
 
+    def _mode(self, inst: OwnedInstance, now: datetime) -> Mode:
+        state = inst.row.state
+        if state == WorkflowState.READY_STOP.value:
+            return Mode.STOP
+        spec, start = inst.spec, inst.row.start_time
+        if spec.timeout_s is not None and start is not None:
+            deadline = start + timedelta(seconds=spec.timeout_s)
+            if now < deadline:
+                self._wake(inst, deadline)
+            else:
+                if spec.timeout_strategy != "FAILED" and not inst.timeout_warned:
+                    inst.timeout_warned = True
+                    self._alert(
+                        inst, "WORKFLOW_TIMEOUT", f"instance {inst.row.id} ran past its timeout"
+                    )
+                if spec.timeout_strategy != "WARN":
+                    return Mode.FAIL
+        if state == WorkflowState.READY_PAUSE.value:
+            return Mode.PAUSE
+        return Mode.RUN
+
+    def _alert(self, inst: OwnedInstance, kind: str, title: str) -> None:
+        content = {"instance_id": inst.row.id, "workflow": inst.spec.name, "master": self.actor}
+        with self.sf.begin() as s:
+            q_instances.add_alert(s, kind, title, content, inst.row.id)
+        log.warning("%s: instance %d: %s", self.actor, inst.row.id, title)
+
+    def _pass(self, ids: list[int]) -> set[int]:
+        """One decision per instance and one transaction for all of them; returns the instances
+        that wrote final rows and must decide again."""
+        now = datetime.now(UTC)
         new: list[q_attempts.NewAttempt] = []
         finishing: dict[int, tuple[WorkflowState, str]] = {}
+        cancels: list[tuple[OwnedInstance, q_attempts.AttemptRow, TaskState]] = []
         for iid in ids:
             inst = self.owned[iid]
-            views = [
-                AttemptView(r.name, r.attempt, TaskState(r.state), r.end_time) for r in by_inst[iid]
-            ]
-            d = decide(inst.spec, inst.dag, views, now, inst.failure_strategy, inst.scope)
+            rows = list((inst.attempts or {}).values())
+            numbers: dict[str, int] = {}
+            for r in rows:
+                numbers[r.name] = max(numbers.get(r.name, 0), r.attempt)
+            views = visible_attempts(
+                (
+                    AttemptView(r.name, r.attempt, TaskState(r.state), r.end_time, r.id, r.output)
+                    for r in rows
+                ),
+                inst.since_id,
+                inst.keep_successes,
+                inst.logical,
+            )
+            d = decide(
+                inst.spec,
+                inst.dag,
+                views,
+                now,
+                inst.failure_strategy,
+                inst.scope,
+                self._mode(inst, now),
+                numbers,
+            )
             if d.finish is not None:
                 finishing[iid] = (d.finish, d.reason)
                 continue
-            if d.wake_at is not None and d.wake_at != inst.wake_at:
-                inst.wake_at = d.wake_at
-                heapq.heappush(self._timers, (d.wake_at, iid))
-            if d.create:
+            if d.wake_at is not None:
+                self._wake(inst, d.wake_at)
+            if d.create or d.skip or d.cancel:
                 log.debug("%s: instance %d: %s", self.actor, iid, d.reason)
-                outputs = _latest_outputs(by_inst[iid])
-                new.extend(self._new_attempt(inst, c.name, c.attempt, outputs) for c in d.create)
+            if d.cancel:
+                visible = {v.id for v in views}
+                latest = {r.name: r for r in sorted(rows, key=lambda r: r.attempt)}
+                for name in d.cancel:
+                    row = latest.get(name)
+                    if row is not None and row.id in visible:
+                        cancels.append((inst, row, d.cancel_state))
+            if d.create or d.skip:
+                new.extend(self._rows_for(inst, d, rows, {v.id for v in views}))
+        return self._write(new, finishing, cancels)
 
-        with self.sf.begin() as s:
-            mine = q_instances.lock_owned(
-                s,
-                [*{a.workflow_instance_id for a in new}, *finishing],
-                self.identity.master_id,
-                self.identity.epoch,
+    def _rows_for(
+        self,
+        inst: OwnedInstance,
+        d: Decision,
+        rows: list[q_attempts.AttemptRow],
+        visible: set[int],
+    ) -> list[q_attempts.NewAttempt]:
+        outputs = _latest_outputs([r for r in rows if r.id in visible])
+        out = []
+        for c in d.create:
+            task = inst.spec.task(c.name)
+            a = self._new_attempt(inst, c.name, c.attempt, outputs)
+            if task.type in branching.BRANCH_TYPES:
+                a = self._route(inst, task, a, rows, visible)
+            elif types_mod.is_logical(task.type):
+                a = replace(
+                    a, state="FAILURE", reason=f"{task.type} tasks are not supported by this master"
+                )
+            elif inst.dry_run:
+                a = replace(a, state="SUCCESS", reason="dry run: not executed")
+            elif task.task_group:
+                a = replace(a, task_group=task.task_group)
+            out.append(a)
+        for k in d.skip:
+            task = inst.spec.task(k.name)
+            out.append(
+                q_attempts.NewAttempt(
+                    workflow_instance_id=inst.row.id,
+                    name=k.name,
+                    type=task.type,
+                    attempt=k.attempt,
+                    priority=inst.priorities[k.name],
+                    worker_group=task.worker_group,
+                    spec={},
+                    state="SKIPPED",
+                    reason=k.reason,
+                )
             )
-            created = q_attempts.insert_many(s, [a for a in new if a.workflow_instance_id in mine])
-            names = {(a.workflow_instance_id, a.name): a.attempt for a in new}
-            finished = []
-            for iid, (state, _) in finishing.items():
-                if iid in mine and q_instances.finish(
-                    s, iid, state, self.identity.master_id, self.identity.epoch
-                ):
+        return out
+
+    def _route(
+        self,
+        inst: OwnedInstance,
+        task: TaskSpec,
+        a: q_attempts.NewAttempt,
+        rows: list[q_attempts.AttemptRow],
+        visible: set[int],
+    ) -> q_attempts.NewAttempt:
+        """Evaluate a CONDITIONS or SWITCH node now: a final row naming the chosen tasks."""
+        latest: dict[str, q_attempts.AttemptRow] = {}
+        for r in sorted(rows, key=lambda r: r.attempt):
+            if r.id in visible:
+                latest[r.name] = r
+        fields = task.model_dump()
+        try:
+            if task.type == branching.CONDITIONS:
+                ok = all(
+                    latest[u].state in ("SUCCESS", "FORCED_SUCCESS")
+                    for u in task.depends_on
+                    if u in latest
+                )
+                route = branching.route_conditions(fields, ok)
+            else:
+                env = {str(k): str(v) for k, v in (a.spec.get("env") or {}).items()}
+                route = branching.route_switch(fields, env)
+        except branching.ExpressionError as exc:
+            return replace(a, state="FAILURE", reason=str(exc))
+        chosen = ",".join(route.chosen)
+        return replace(
+            a,
+            state="SUCCESS",
+            output={BRANCH_KEY: chosen},
+            reason=f"{route.reason}: {chosen or 'nothing'}",
+        )
+
+    def _gate(
+        self, s: Session, new: list[q_attempts.NewAttempt]
+    ) -> tuple[list[q_attempts.NewAttempt], dict[int, list[str]]]:
+        """Hold back attempts whose task group is full; slots are counted from live attempts
+        under a per-group lock, so masters cannot overrun a limit together."""
+        grouped = [a for a in new if a.task_group and a.state == "SUBMITTED"]
+        if not grouped:
+            return new, {}
+        slots = q_attempts.task_group_free_slots(s, [str(a.task_group) for a in grouped])
+        free = {g: cap - used for g, (cap, used) in slots.items()}
+        keep = [a for a in new if not (a.task_group and a.state == "SUBMITTED")]
+        waiting: dict[int, list[str]] = {}
+        order = sorted(grouped, key=lambda a: (a.priority, a.workflow_instance_id, a.name))
+        for a in order:
+            g = str(a.task_group)
+            if free.get(g, 0) > 0:
+                free[g] -= 1
+                keep.append(a)
+                continue
+            why = "does not exist" if g not in slots else f"full, {slots[g][0]} slot(s)"
+            waiting.setdefault(a.workflow_instance_id, []).append(
+                f"{a.name} waits for task group {g} ({why})"
+            )
+        return keep, waiting
+
+    def _write(
+        self,
+        new: list[q_attempts.NewAttempt],
+        finishing: dict[int, tuple[WorkflowState, str]],
+        cancels: list[tuple[OwnedInstance, q_attempts.AttemptRow, TaskState]],
+    ) -> set[int]:
+        master, epoch = self.identity.master_id, self.identity.epoch
+        unstarted = [(i, r, st) for i, r, st in cancels if r.state != "RUNNING"]
+        running = [(i, r) for i, r, st in cancels if r.state == "RUNNING" and st == TaskState.KILL]
+        touched = {a.workflow_instance_id for a in new} | set(finishing)
+        touched |= {i.row.id for i, _, _ in cancels}
+        mono = time.monotonic()
+        overdue = [
+            (i, r)
+            for i, r in running
+            if r.id in i.kill_sent and mono - i.kill_sent[r.id] >= self.kill_grace_s
+        ]
+        if not touched:
+            return set()
+        with self.sf.begin() as s:
+            mine = q_instances.lock_owned(s, sorted(touched), master, epoch)
+            keep, waiting = self._gate(s, [a for a in new if a.workflow_instance_id in mine])
+            created = q_attempts.insert_many(s, keep)
+            moved: set[int] = set()
+            for target in (TaskState.KILL, TaskState.PAUSE):
+                ids = [r.id for i, r, st in unstarted if st == target and i.row.id in mine]
+                moved.update(q_attempts.cancel_unstarted(s, ids, target.value, _why(target)))
+            forced = {
+                r.id
+                for i, r in overdue
+                if i.row.id in mine
+                and q_attempts.force_kill(s, r.id, r.lease_token, "no answer to the kill request")
+            }
+            finished, promoted = [], []
+            for iid, (state, reason) in finishing.items():
+                if iid in mine and q_instances.finish(s, iid, state, master, epoch, reason):
                     finished.append(iid)
-        lost = ({a.workflow_instance_id for a in new} | set(finishing)) - mine
-        for iid in lost:
+                    spec, wid = self.owned[iid].spec, self.owned[iid].row.workflow_id
+                    if state in WORKFLOW_TERMINAL and spec.execution_type != "PARALLEL":
+                        nxt = q_serial.promote_next(s, wid, spec.execution_type, master, epoch)
+                        if nxt is not None:
+                            promoted.append(nxt)
+            for iid in mine:
+                held = self.owned.get(iid)
+                why = "; ".join(waiting[iid]) if iid in waiting else None
+                if held is not None and iid not in finishing and why != held.waiting:
+                    q_instances.set_reason(s, iid, why, master, epoch)
+                    held.waiting = why
+        for iid in touched - mine:
             log.warning("%s: instance %d is no longer ours; dropping it", self.actor, iid)
             self.owned.pop(iid, None)
+        again: set[int] = set()
+        states = {(a.workflow_instance_id, a.name): a for a in keep}
         for c in created:
-            inst = self.owned.get(c.workflow_instance_id)
-            if inst is not None and inst.attempts is not None:
-                inst.attempts[c.id] = q_attempts.AttemptRow(
+            owner = self.owned.get(c.workflow_instance_id)
+            a = states[(c.workflow_instance_id, c.name)]
+            if owner is not None and owner.attempts is not None:
+                owner.attempts[c.id] = q_attempts.AttemptRow(
                     c.id,
                     c.workflow_instance_id,
                     c.name,
-                    names[(c.workflow_instance_id, c.name)],
-                    TaskState.SUBMITTED.value,
-                    {},
-                    None,
+                    a.attempt,
+                    a.state,
+                    a.output or {},
+                    datetime.now(UTC) if a.state != "SUBMITTED" else None,
+                    priority=c.priority,
+                    worker_group=c.worker_group,
                 )
+                if a.state != "SUBMITTED":
+                    again.add(c.workflow_instance_id)
+        self._after_cancel(unstarted, running, moved, forced, again)
+        now = datetime.now(UTC)
+        for iid in waiting:
+            if iid in self.owned:
+                self._wake(self.owned[iid], now + timedelta(seconds=TASK_GROUP_RECHECK_S))
         for iid in finished:
-            state, reason = finishing[iid]
-            log.info("%s: instance %d %s (%s)", self.actor, iid, state.value, reason)
+            end, reason = finishing[iid]
+            log.info("%s: instance %d %s (%s)", self.actor, iid, end.value, reason)
             self.owned.pop(iid, None)
-        self.dispatch(created)
+        self.dispatch(
+            [c for c in created if states[(c.workflow_instance_id, c.name)].state == "SUBMITTED"]
+        )
+        for iid in self.load_owned(promoted) if promoted else []:
+            log.info("%s: instance %d starts (next serial run)", self.actor, iid)
+            self.owned[iid].attempts = {}
+            again.add(iid)
+        return again
+
+    def _after_cancel(
+        self,
+        unstarted: list[tuple[OwnedInstance, q_attempts.AttemptRow, TaskState]],
+        running: list[tuple[OwnedInstance, q_attempts.AttemptRow]],
+        moved: set[int],
+        forced: set[int],
+        again: set[int],
+    ) -> None:
+        """Update the cache for cancelled attempts, take their queue entries back, and ask the
+        workers holding running ones to kill them (forcing KILL after the grace)."""
+        for inst, r, st in unstarted:
+            if r.id not in moved or inst.attempts is None:
+                continue
+            inst.attempts[r.id] = replace(r, state=st.value, end_time=datetime.now(UTC))
+            again.add(inst.row.id)
+            key = format_key(inst.row.priority, inst.row.id, r.priority, r.id)
+            try:
+                self.queue.remove(r.worker_group, key)
+            except Exception as exc:  # the worker finds it not startable anyway
+                log.debug("%s: cannot remove queue entry %s: %s", self.actor, key, exc)
+        mono = time.monotonic()
+        for inst, r in running:
+            if r.id in forced and inst.attempts is not None:
+                inst.attempts[r.id] = replace(r, state="KILL", end_time=datetime.now(UTC))
+                again.add(inst.row.id)
+                log.warning("%s: task %d forced to KILL (worker %s)", self.actor, r.id, r.worker_id)
+                continue
+            if r.id in inst.kill_sent:
+                continue
+            inst.kill_sent[r.id] = mono
+            self._wake(inst, datetime.now(UTC) + timedelta(seconds=self.kill_grace_s))
+            if self.zk is not None and r.worker_id:
+                try:
+                    signals.request_kill(self.zk, r.worker_id, r.id, self.actor)
+                except Exception as exc:
+                    log.warning(
+                        "%s: cannot ask %s to kill task %d: %s", self.actor, r.worker_id, r.id, exc
+                    )
 
     def dispatch(self, created: list[q_attempts.CreatedAttempt]) -> None:
         """Queue committed attempts in ZooKeeper, then mark them DISPATCHED."""
@@ -226,7 +548,22 @@ class WorkflowRunner:
         task = inst.spec.task(name)
         spec = task.model_dump()
         startup = {str(k): str(v) for k, v in (inst.row.params or {}).items()}
-        spec["env"] = resolve_env(inst.spec, name, startup, outputs)
+        # base time of the built-ins: stable across attempts, retries and master failover
+        base = inst.row.schedule_time or inst.row.start_time or datetime.now(UTC)
+        try:
+            upstream = params_mod.merge_upstream_outputs(task.depends_on, outputs)
+            resolved = params_mod.resolve_task_params(
+                inst.spec.params, upstream, startup, task.params, base, inst.spec.timezone
+            )
+            spec["env"] = params_mod.params_to_env(resolved)
+            if task.type == "SHELL" and task.command:
+                spec["command"] = params_mod.render_shell(
+                    task.command, resolved, base, inst.spec.timezone
+                )
+        except ValidationError as exc:  # the worker fails the attempt with this reason
+            log.warning("%s: instance %d task %s: %s", self.actor, inst.row.id, name, exc.message)
+            spec["env"] = {}
+            spec["render_error"] = exc.message
         group = task.worker_group
         if group == "default" and inst.row.run_options.get("worker_group"):
             group = str(inst.row.run_options["worker_group"])
@@ -241,6 +578,10 @@ class WorkflowRunner:
         )
 
 
+def _why(state: TaskState) -> str:
+    return "paused before it started" if state == TaskState.PAUSE else "cancelled before it ran"
+
+
 def _latest_outputs(rows: list[q_attempts.AttemptRow]) -> dict[str, dict[str, str]]:
     best: dict[str, q_attempts.AttemptRow] = {}
     for r in rows:
@@ -248,4 +589,7 @@ def _latest_outputs(rows: list[q_attempts.AttemptRow]) -> dict[str, dict[str, st
             cur = best.get(r.name)
             if cur is None or r.attempt > cur.attempt:
                 best[r.name] = r
-    return {n: {str(k): str(v) for k, v in (r.output or {}).items()} for n, r in best.items()}
+    return {
+        n: {str(k): str(v) for k, v in (r.output or {}).items() if not str(k).startswith("__")}
+        for n, r in best.items()
+    }

@@ -21,6 +21,16 @@ class AttemptRow:
     state: str
     output: dict[str, Any]
     end_time: datetime | None
+    worker_id: str | None = None
+    lease_token: int | None = None
+    priority: int = 2
+    worker_group: str = "default"
+
+
+_ROW_COLS = (
+    "id, workflow_instance_id, name, attempt, state, output, end_time, worker_id, lease_token,"
+    " priority, worker_group"
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,11 @@ class NewAttempt:
     priority: int
     worker_group: str
     spec: dict[str, Any]
+    # a row the master decides itself is inserted final (SKIPPED, or a branch node's result)
+    state: str = "SUBMITTED"
+    output: dict[str, Any] | None = None
+    reason: str | None = None
+    task_group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,10 +62,7 @@ def load_for_instances(s: Session, instance_ids: list[int]) -> list[AttemptRow]:
     if not instance_ids:
         return []
     rows = s.execute(
-        text(
-            "SELECT id, workflow_instance_id, name, attempt, state, output, end_time"
-            " FROM task_instance WHERE workflow_instance_id = ANY(:ids)"
-        ),
+        text(f"SELECT {_ROW_COLS} FROM task_instance WHERE workflow_instance_id = ANY(:ids)"),
         {"ids": instance_ids},
     ).all()
     return [AttemptRow(*r) for r in rows]
@@ -71,6 +83,10 @@ def insert_many(s: Session, attempts: list[NewAttempt]) -> list[CreatedAttempt]:
                 "p": a.priority,
                 "g": a.worker_group,
                 "s": a.spec,
+                "st": a.state,
+                "o": a.output or {},
+                "r": a.reason,
+                "tg": a.task_group,
             }
             for a in attempts
         ]
@@ -78,9 +94,11 @@ def insert_many(s: Session, attempts: list[NewAttempt]) -> list[CreatedAttempt]:
     rows = s.execute(
         text(
             "INSERT INTO task_instance (workflow_instance_id, name, type, attempt, state,"
-            " priority, worker_group, spec)"
-            " SELECT (x->>'w')::bigint, x->>'n', x->>'t', (x->>'a')::int, 'SUBMITTED',"
-            " (x->>'p')::smallint, x->>'g', x->'s'"
+            " priority, worker_group, spec, output, reason, task_group, start_time, end_time)"
+            " SELECT (x->>'w')::bigint, x->>'n', x->>'t', (x->>'a')::int, x->>'st',"
+            " (x->>'p')::smallint, x->>'g', x->'s', x->'o', x->>'r', x->>'tg',"
+            " CASE WHEN x->>'st' = 'SUBMITTED' THEN NULL ELSE now() END,"
+            " CASE WHEN x->>'st' = 'SUBMITTED' THEN NULL ELSE now() END"
             " FROM jsonb_array_elements(CAST(:payload AS jsonb)) AS x"
             " ON CONFLICT ON CONSTRAINT uq_task_attempt DO NOTHING"
             " RETURNING id, workflow_instance_id, name, priority, worker_group"
@@ -170,10 +188,61 @@ def load_by_ids(s: Session, ids: list[int]) -> list[AttemptRow]:
     if not ids:
         return []
     rows = s.execute(
-        text(
-            "SELECT id, workflow_instance_id, name, attempt, state, output, end_time"
-            " FROM task_instance WHERE id = ANY(:ids)"
-        ),
+        text(f"SELECT {_ROW_COLS} FROM task_instance WHERE id = ANY(:ids)"),
         {"ids": ids},
     ).all()
     return [AttemptRow(*r) for r in rows]
+
+
+def cancel_unstarted(s: Session, ids: list[int], state: str, reason: str) -> list[int]:
+    """SUBMITTED/DISPATCHED attempts -> ``state`` (KILL or PAUSE); a worker that claims one later
+    finds it not startable. Returns the ids that moved."""
+    if not ids:
+        return []
+    rows = s.execute(
+        text(
+            "UPDATE task_instance SET state = :st, end_time = now(), reason = :r"
+            " WHERE id = ANY(:ids) AND state IN ('SUBMITTED','DISPATCHED') RETURNING id"
+        ),
+        {"st": state, "r": reason, "ids": ids},
+    ).scalars()
+    return [int(r) for r in rows]
+
+
+def force_kill(s: Session, task_instance_id: int, lease_token: int | None, reason: str) -> bool:
+    """RUNNING -> KILL without the worker (it did not answer a kill request in time, or is gone);
+    conditional on the lease token, so the worker's later report is rejected."""
+    res = s.execute(
+        text(
+            "UPDATE task_instance SET state = 'KILL', end_time = now(), reason = :r"
+            " WHERE id = :id AND state = 'RUNNING' AND lease_token IS NOT DISTINCT FROM :tok"
+        ),
+        {"id": task_instance_id, "tok": lease_token, "r": reason},
+    )
+    return res.rowcount == 1  # type: ignore[attr-defined]
+
+
+def task_group_free_slots(s: Session, groups: list[str]) -> dict[str, tuple[int, int]]:
+    """(capacity, in use) per task group, counted from live attempts. Takes a transaction-scoped
+    advisory lock per group (in name order, so two masters cannot deadlock), so that the caller's
+    inserts in this transaction cannot overrun a limit. A group that does not exist is absent."""
+    out: dict[str, tuple[int, int]] = {}
+    for g in sorted(set(groups)):
+        s.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('dagkeeper.task_group'), hashtext(:g))"),
+            {"g": g},
+        )
+        cap = s.execute(
+            text("SELECT capacity FROM task_group WHERE name = :g"), {"g": g}
+        ).scalar_one_or_none()
+        if cap is None:
+            continue
+        used = s.execute(
+            text(
+                "SELECT count(*) FROM task_instance WHERE task_group = :g"
+                " AND state IN ('SUBMITTED','DISPATCHED','RUNNING')"
+            ),
+            {"g": g},
+        ).scalar_one()
+        out[g] = (int(cap), int(used))
+    return out

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from common.states import WorkflowState, workflow_sources
+from common.states import WORKFLOW_TERMINAL, WorkflowState, workflow_sources
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def load_owned(
     """Our non-terminal instances (optionally only ``ids``)."""
     sql = (
         f"SELECT {_COLS} FROM workflow_instance WHERE owner = :o AND owner_epoch = :e"
-        " AND state NOT IN ('SUCCESS','FAILURE','STOP')"
+        " AND state NOT IN ('SUCCESS','FAILURE','STOP','PAUSE','SERIAL_WAIT')"
     )
     args: dict[str, Any] = {"o": owner, "e": epoch}
     if ids is not None:
@@ -112,15 +112,26 @@ def lock_owned(s: Session, ids: list[int], owner: str, epoch: int) -> set[int]:
     return {int(r) for r in rows}
 
 
-def finish(s: Session, instance_id: int, state: WorkflowState, owner: str, epoch: int) -> bool:
-    """Move an owned instance to a terminal state (CAS on allowed source states and epoch)."""
+def finish(
+    s: Session,
+    instance_id: int,
+    state: WorkflowState,
+    owner: str,
+    epoch: int,
+    reason: str | None = None,
+) -> bool:
+    """Move an owned instance to a terminal state, or PAUSE (CAS on allowed source states and
+    epoch); the end time is set for terminal states only."""
     res = s.execute(
         text(
-            "UPDATE workflow_instance SET state = :st, end_time = now() WHERE id = :id"
+            "UPDATE workflow_instance SET state = :st, reason = :r,"
+            " end_time = CASE WHEN :terminal THEN now() ELSE end_time END WHERE id = :id"
             " AND owner = :o AND owner_epoch = :e AND state = ANY(:src)"
         ),
         {
             "st": state.value,
+            "r": reason,
+            "terminal": state in WORKFLOW_TERMINAL,
             "id": instance_id,
             "o": owner,
             "e": epoch,
@@ -128,6 +139,17 @@ def finish(s: Session, instance_id: int, state: WorkflowState, owner: str, epoch
         },
     )
     return res.rowcount == 1  # type: ignore[attr-defined]
+
+
+def set_reason(s: Session, instance_id: int, reason: str | None, owner: str, epoch: int) -> None:
+    """Say why an owned instance waits (e.g. for a task group), or clear it with None."""
+    s.execute(
+        text(
+            "UPDATE workflow_instance SET reason = :r WHERE id = :id AND owner = :o"
+            " AND owner_epoch = :e AND reason IS DISTINCT FROM :r"
+        ),
+        {"r": reason, "id": instance_id, "o": owner, "e": epoch},
+    )
 
 
 def _json(value: Any) -> str:
@@ -177,3 +199,33 @@ def add_alert(
         ),
         {"k": kind, "t": title, "c": _json(content), "i": instance_id},
     )
+
+
+def restart(
+    s: Session,
+    instance_id: int,
+    sources: list[str],
+    owner: str,
+    epoch: int,
+    *,
+    new_run: bool,
+    keep_successes: bool = False,
+) -> bool:
+    """Take an instance in one of ``sources`` to RUNNING owned by us. ``new_run`` (rerun, recover
+    failed) starts a new run of it: attempts so far are hidden from decisions (successes kept with
+    ``keep_successes``); otherwise (resume) it carries on where it paused."""
+    run_sql = (
+        ", run_count = run_count + 1, end_time = NULL, run_options = run_options"
+        " || jsonb_build_object('since_task_id', (SELECT coalesce(max(id), 0) FROM task_instance"
+        " WHERE workflow_instance_id = :id), 'keep_successes', CAST(:keep AS boolean))"
+        if new_run
+        else ""
+    )
+    res = s.execute(
+        text(
+            "UPDATE workflow_instance SET state = 'RUNNING', owner = :o, owner_epoch = :e,"
+            f" start_time = now(), reason = NULL{run_sql} WHERE id = :id AND state = ANY(:src)"
+        ),
+        {"o": owner, "e": epoch, "id": instance_id, "src": sources, "keep": keep_successes},
+    )
+    return res.rowcount == 1  # type: ignore[attr-defined]
