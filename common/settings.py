@@ -45,6 +45,8 @@ class MasterSettings(BaseModel):
     reconcile_interval_s: float = Field(default=5.0, gt=0)
     # Most queue entries kept in ZooKeeper per group; the rest waits in PostgreSQL.
     queue_high_water: int = Field(default=5000, ge=1)
+    # A running task asked to stop is forced to KILL after this long without the worker's answer.
+    kill_grace_s: float = Field(default=10.0, gt=0)
 
 
 class WorkerSettings(BaseModel):
@@ -110,6 +112,9 @@ class Settings(BaseSettings):
 
     data_dir: str = ".dagkeeper"
     log_level: str = "INFO"
+    # Key that encrypts datasource passwords at rest (same on API and worker hosts); empty =
+    # <data_dir>/secret.key, created 0600 on first use.
+    secret_key: str = Field(default="", repr=False)
     db: DbSettings = DbSettings()
     zk: ZkSettings = ZkSettings()
     master: MasterSettings = MasterSettings()
