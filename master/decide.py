@@ -287,9 +287,7 @@ def decide(
             reason=f"tasks can no longer run: {', '.join(blocked[:10])}",
         )
     handled = f" ({len(final_failed)} failure(s) handled downstream)" if final_failed else ""
-    return Decision(
-        finish=WorkflowState.SUCCESS, reason=f"all {len(in_scope)} tasks done{handled}"
-    )
+    return Decision(finish=WorkflowState.SUCCESS, reason=f"all {len(in_scope)} tasks done{handled}")
 
 
 def resolve_env(
