@@ -1,16 +1,14 @@
-"""The worker daemon: registers under every group it serves, claims within its capacity, owns the
-leases, and handles its ZooKeeper session (suspended: stop claiming; lost: kill every task, forget
-its leases, re-register with a new epoch). ``main`` is what ``dagkeeper worker`` runs."""
+"""The worker server: registers under every group it serves, claims within its capacity, owns the
+leases, acts on kill requests, and handles its ZooKeeper session (suspended: stop claiming; lost:
+kill every task, forget its leases, re-register with a new epoch). A guardian process kills its
+task groups if it dies; at start it sweeps groups that outlived an earlier worker on this host."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import logging
 import os
 import queue
-import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -21,11 +19,14 @@ from typing import Any
 from sqlalchemy import Engine
 
 from common.db.engine import make_engine
-from common.settings import Settings, get_settings
+from common.settings import Settings
 from common.zk import SESSION_CONNECTED, SESSION_LOST, SESSION_SUSPENDED, ZkClient
 from worker import WorkerLog
 from worker.executor import AttemptHandle, Cancel, Executor, Outcome
 from worker.fetcher import QueueFetcher
+from worker.guardian import Guardian
+from worker.orphans import sweep
+from worker.signals import SignalInbox
 
 DEFAULT_STOP_GRACE_S = 10.0  # how long a graceful stop lets running tasks finish
 RECONNECT_BACKOFF_S = 1.0
@@ -33,6 +34,7 @@ RECONNECT_BACKOFF_S = 1.0
 # the session may expire soon and another worker run them again (kazoo itself may notice a dead
 # server only after a whole session timeout). Answers come at least every heartbeat interval.
 FENCE_FRACTION = 0.75
+GUARDIAN_GRACE_S = 0.5  # SIGTERM-to-SIGKILL grace of the guardian and the sweep (at most)
 _seq = itertools.count(1)
 
 
@@ -67,8 +69,12 @@ class WorkerServer:
         self._lock = threading.RLock()
         self._done: queue.SimpleQueue[AttemptHandle] = queue.SimpleQueue()
         self.executor = Executor(settings, self.worker_id, self.engine, self._on_done)
+        grace = min(settings.worker.kill_grace_s, GUARDIAN_GRACE_S)
+        self.guardian = Guardian(self.worker_id, grace, self.log)
+        self.executor.guardian = self.guardian
         self.zk: ZkClient | None = None
         self._fetcher: QueueFetcher | None = None
+        self._inbox: SignalInbox | None = None
         self.epoch = 0
         self._lease_data = b""
         self._reg_paths: list[str] = []
@@ -100,10 +106,13 @@ class WorkerServer:
             self.settings.exec_path.mkdir(parents=True, exist_ok=True)
             self._state = "running"
             try:
+                self.guardian.start()
                 self._connect()
             except BaseException:
                 self._state = "new"
+                self.guardian.close()
                 raise
+            self._sweep()
         self.log.info(
             "started on %s, groups %s, capacity %d, epoch %d",
             self.host,
@@ -139,6 +148,7 @@ class WorkerServer:
             self._wake.clear()
             self._session_events()
             self._process_done()
+            self._handle_signals()
             self._check_fence()
             self._maybe_reconnect()
             self._flush_zk()
@@ -171,8 +181,11 @@ class WorkerServer:
             self._resume_fenced()
             self._flush_zk()
             self._flush_zk(wait_s=self.settings.zk.session_timeout_s / 2)
+            if self._inbox is not None and self._session_ok():
+                self._inbox.remove_all()
             self._teardown_zk()
             self._state = "stopped"
+        self.guardian.close()
         self.executor.shutdown(wait=False)
         if self._own_engine:
             self.engine.dispose()
@@ -217,10 +230,12 @@ class WorkerServer:
             epoch = self._register(zk)
             fetcher = QueueFetcher(zk, self.groups, self._wake, self.worker_id)
             fetcher.start()
+            inbox = SignalInbox(zk, self.worker_id, self._wake)
+            inbox.start()
         except BaseException:
             zk.stop()
             raise
-        self.zk, self._fetcher, self.epoch = zk, fetcher, epoch
+        self.zk, self._fetcher, self._inbox, self.epoch = zk, fetcher, inbox, epoch
         self._lease_data = json.dumps(
             {"worker": self.worker_id, "epoch": epoch, "host": self.host}
         ).encode()
@@ -255,9 +270,11 @@ class WorkerServer:
     def _teardown_zk(self) -> None:
         if self._fetcher is not None:
             self._fetcher.close()
+        if self._inbox is not None:
+            self._inbox.close()
         if self.zk is not None:
             self.zk.stop()  # closing the session removes our registrations and leases
-        self.zk, self._fetcher = None, None
+        self.zk, self._fetcher, self._inbox = None, None, None
         self._claiming = False
         self._suspended_since = None
 
@@ -353,6 +370,40 @@ class WorkerServer:
 
     # attempts
 
+    def _sweep(self) -> None:
+        """Kill task groups on this host that outlived their worker (see ``worker.orphans``)."""
+        if self.zk is None:
+            return
+        try:
+            killed = sweep(
+                self.engine,
+                self.zk,
+                self.host,
+                set(self._inflight),
+                self.guardian.grace_s,
+                self.log,
+            )
+        except Exception as exc:
+            self.log.warning("start-up sweep of orphaned task groups failed: %s", exc)
+            return
+        self.stats["orphans_killed"] += len(killed)
+
+    def _handle_signals(self) -> None:
+        """Kill requests: cancel the attempt if we hold it (reported KILL), then drop the
+        request; one about an attempt we do not hold is just dropped."""
+        inbox = self._inbox
+        if inbox is None or not self._session_ok():
+            return
+        for ti_id in inbox.take():
+            h = self._inflight.get(ti_id)
+            if h is not None:
+                self.log.info("task %d: kill requested", ti_id)
+                self.executor.cancel(h, Cancel.KILL)
+                self.stats["kill_requests"] += 1
+            else:
+                self.log.info("task %d: kill requested, but not held here; dropped", ti_id)
+            inbox.done(ti_id)
+
     def _process_done(self) -> None:
         while True:
             try:
@@ -442,47 +493,8 @@ class WorkerServer:
         return len(claims)
 
 
-def _setup_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            stream=sys.stderr,
-            format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s",
-        )
-    root.setLevel(level.upper())
-
-
 def main(settings: Settings | None = None) -> int:
-    """``dagkeeper worker``: run until SIGTERM/SIGINT (a second one cuts the grace short)."""
-    settings = settings or get_settings()
-    _setup_logging(settings.log_level)
-    server = WorkerServer(settings)
-    stop_event = threading.Event()
+    """``dagkeeper worker`` (see ``worker.daemon``)."""
+    from worker.daemon import run
 
-    def on_signal(signum: int, _frame: object) -> None:
-        if stop_event.is_set():
-            server.log.warning("signal %d again: stopping now", signum)
-            server.hurry()
-        else:
-            server.log.info("signal %d: stopping gracefully", signum)
-            stop_event.set()
-            server.wakeup()
-
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, on_signal)
-    try:
-        try:
-            with server.engine.connect() as conn:  # fail fast on a wrong URL or a dead server
-                conn.exec_driver_sql("SELECT 1")
-            server.start()
-        except Exception as exc:
-            server.log.error("cannot start: %s", exc)
-            return 1
-        server.serve_forever(stop_event)
-        return 0
-    finally:
-        server.stop()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    return run(settings)

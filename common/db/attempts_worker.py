@@ -1,5 +1,6 @@
 """The worker's queries on task attempts: one read to load an attempt, one conditional write to
-mark it RUNNING, one fenced write (plus the master's wake-up NOTIFY) to finish it. Never commit;
+mark it RUNNING, one fenced write (plus the master's wake-up NOTIFY) to finish it, a fenced
+timeout alert, and the start-up sweep's read of process groups recorded for a host. Never commit;
 each takes a Session or (the worker's hot path) an autocommit Connection."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, bindparam, text
+from sqlalchemy import Connection, Engine, Float, Integer, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -70,11 +71,48 @@ _MARK_RUNNING = text(
 
 _FINISH = text(
     "WITH done AS (UPDATE task_instance"
-    " SET state = :state, exit_code = :exit_code, end_time = now(), output = :output"
+    " SET state = :state, exit_code = :exit_code, end_time = now(), output = :output,"
+    " reason = COALESCE(:reason, reason)"
     " WHERE id = :ti_id AND lease_token = :token AND state = 'RUNNING'"
     " RETURNING workflow_instance_id, id)"
     " SELECT pg_notify(:channel, workflow_instance_id || ':' || id) FROM done"
-).bindparams(bindparam("output", type_=JSONB), bindparam("exit_code", type_=Integer))
+).bindparams(
+    bindparam("output", type_=JSONB),
+    bindparam("exit_code", type_=Integer),
+    bindparam("reason", type_=Text),
+)
+
+# One alert row, written only while the attempt is RUNNING under our token (a fenced worker
+# cannot raise alerts about an attempt it no longer holds).
+_TIMEOUT_ALERT = text(
+    "INSERT INTO alert (kind, title, content, workflow_instance_id)"
+    " SELECT 'TASK_TIMEOUT', 'task ' || ti.name || ' (attempt ' || ti.attempt || ') of instance '"
+    " || ti.workflow_instance_id || ' ran past its timeout of ' || :timeout_s || 's',"
+    " jsonb_build_object('task_instance_id', ti.id, 'task', ti.name, 'attempt', ti.attempt,"
+    " 'workflow_instance_id', ti.workflow_instance_id, 'timeout_s', :timeout_s,"
+    " 'strategy', CAST(:strategy AS text), 'worker_id', ti.worker_id, 'host', ti.host),"
+    " ti.workflow_instance_id"
+    " FROM task_instance ti WHERE ti.id = :ti_id AND ti.lease_token = :token"
+    " AND ti.state = 'RUNNING'"
+).bindparams(bindparam("timeout_s", type_=Float))
+
+# Process groups this host recorded for attempts that may still have processes: RUNNING ones
+# and those a master already failed over (NEED_FAULT_TOLERANCE) after their worker died.
+_RECORDED_GROUPS = text(
+    "SELECT id, pid, worker_id, lease_token, state FROM task_instance"
+    " WHERE host = :host AND pid IS NOT NULL AND state IN ('RUNNING', 'NEED_FAULT_TOLERANCE')"
+)
+
+
+@dataclass(frozen=True)
+class RecordedGroup:
+    """A process group recorded in PostgreSQL for an attempt on this host."""
+
+    task_instance_id: int
+    pgid: int
+    worker_id: str | None
+    lease_token: int | None
+    state: str
 
 
 def load_attempt(s: Session | Connection, task_instance_id: int) -> WorkerAttempt | None:
@@ -126,6 +164,7 @@ def finish_attempt(
     state: str,
     exit_code: int | None,
     output: dict[str, Any] | None = None,
+    reason: str | None = None,
 ) -> bool:
     """RUNNING -> ``state`` only while ``lease_token`` is still the row's token, and in the same
     statement ``pg_notify('dagkeeper_task', '<workflow_instance_id>:<task_instance_id>')``. False = stale token or
@@ -138,9 +177,37 @@ def finish_attempt(
         "state": state,
         "exit_code": exit_code,
         "output": output or {},
+        "reason": reason,
         "channel": CHANNEL_TASK,
     }
     return len(s.execute(_FINISH, params).all()) == 1
+
+
+def add_timeout_alert(
+    s: Session | Connection,
+    task_instance_id: int,
+    *,
+    lease_token: int,
+    timeout_s: float,
+    strategy: str,
+) -> bool:
+    """One TASK_TIMEOUT alert naming the instance, task and attempt; False (nothing written) if
+    the attempt is no longer RUNNING under ``lease_token``."""
+    params = {
+        "ti_id": task_instance_id,
+        "token": lease_token,
+        "timeout_s": float(timeout_s),
+        "strategy": strategy,
+    }
+    return s.execute(_TIMEOUT_ALERT, params).rowcount == 1  # type: ignore[attr-defined]
+
+
+def recorded_groups(s: Session | Connection, host: str) -> list[RecordedGroup]:
+    """Every process group recorded on ``host`` whose attempt may still have processes."""
+    return [
+        RecordedGroup(int(r.id), int(r.pid), r.worker_id, r.lease_token, str(r.state))
+        for r in s.execute(_RECORDED_GROUPS, {"host": host}).all()
+    ]
 
 
 class Connections:

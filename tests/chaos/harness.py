@@ -442,6 +442,17 @@ class Cluster:
         return bad
 
 
+def group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process is in process group ``pgid``."""
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
+
+
 def _alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

@@ -18,7 +18,7 @@ import pytest
 from common.localserver import ZookeeperServer, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
-from harness import Cluster  # noqa: E402
+from harness import Cluster, group_alive  # noqa: E402
 
 SESSION_S = 4
 
@@ -81,21 +81,37 @@ def _running(c: Cluster, iid: int, name: str, attempt: int = 1):  # type: ignore
 
 
 def test_worker_kill9_task_rerun_on_other_worker(cluster: Cluster) -> None:
+    """kill -9 of the worker process alone: its guardian kills the task's process group (a
+    subshell included) at once, and the task runs again on another worker."""
     c = cluster
     c.master("m1")
     c.worker("w1")
     c.worker("w2")
     c.wait_registered(1, 2)
-    iid = c.submit([{"name": "long", "command": "sleep 3"}])
+    iid = c.submit(
+        [
+            {
+                "name": "long",
+                "command": 'if [ "$DAGKEEPER_ATTEMPT" = 1 ]; then (sleep 300) & sleep 300;'
+                " else sleep 1; fi",
+            }
+        ]
+    )
     first = c.wait(_running(c, iid, "long"), 30, "attempt 1 RUNNING")
-    victim = first.host
+    victim, pgid = first.host, first.pid
+    assert pgid and group_alive(pgid)
     killed_at = time.time()
-    c.kill9(victim)
+    c.kill9(victim, with_tasks=False)  # the worker only: its tasks are left to the guardian
+    c.wait(lambda: not group_alive(pgid), 2, f"process group {pgid} gone", interval=0.02)
+    group_took = time.time() - killed_at
     second = c.wait(_running(c, iid, "long", 2), 30, "attempt 2 RUNNING")
     took = second.start_time.timestamp() - killed_at
     print(
-        f"\nworker failover: kill -9 -> new attempt started in {took:.2f}s (session {SESSION_S}s)"
+        f"\nworker kill -9: task group gone in {group_took:.2f}s; new attempt started in"
+        f" {took:.2f}s (session {SESSION_S}s)"
     )
+    assert group_took < 1.0 * c.scale
+    assert "killing task process groups" in c.procs[victim].log_path.read_text()
     _done(c, iid)
     rows = c.attempts(iid, "long")
     assert [(r.attempt, r.state) for r in rows] == [(1, "NEED_FAULT_TOLERANCE"), (2, "SUCCESS")]
@@ -159,7 +175,7 @@ def test_sigstopped_worker_is_fenced(cluster: Cluster, tmp_path: Path) -> None:
             {
                 "name": "long",
                 "command": f"echo $$ > {pids}/long-$DAGKEEPER_ATTEMPT; "
-                'if [ "$DAGKEEPER_ATTEMPT" = 1 ]; then sleep 60; else sleep 1; fi',
+                'if [ "$DAGKEEPER_ATTEMPT" = 1 ]; then (sleep 300) & sleep 60; else sleep 1; fi',
             },
             {
                 "name": "short",
@@ -170,7 +186,7 @@ def test_sigstopped_worker_is_fenced(cluster: Cluster, tmp_path: Path) -> None:
             },
         ]
     )
-    c.wait(_running(c, iid, "long"), 30, "long RUNNING on w1")
+    long1 = c.wait(_running(c, iid, "long"), 30, "long RUNNING on w1")
     c.wait(_running(c, iid, "short"), 30, "short RUNNING on w1")
     long_pid = int(c.wait(lambda: _read(pids / "long-1"), 10, "pid of long#1"))
     c.worker("w2")
@@ -190,6 +206,7 @@ def test_sigstopped_worker_is_fenced(cluster: Cluster, tmp_path: Path) -> None:
     )
     c.sigcont("w1")
     c.wait(lambda: _dead(long_pid), 10, f"zombie's task pid {long_pid} killed")
+    c.wait(lambda: not group_alive(long1.pid), 10, f"zombie's task group {long1.pid} killed")
     _done(c, iid)
     # the thawed worker has re-registered (a new epoch) by now or soon; its stale writes failed
     c.wait_registered(1, 2)
@@ -205,6 +222,17 @@ def test_sigstopped_worker_is_fenced(cluster: Cluster, tmp_path: Path) -> None:
             (2, "SUCCESS"),
         ], rows
         assert rows[0].host == "w1" and rows[1].host == "w2"
+        # the zombie's late report was rejected: its attempt keeps the failover's state, no
+        # exit code or output of its own, and the new attempt keeps its result
+        zombie = c.rows(
+            "SELECT state, exit_code, output, lease_token FROM task_instance WHERE id = :i",
+            i=rows[0].id,
+        )[0]
+        assert (zombie.state, zombie.exit_code, zombie.output) == ("NEED_FAULT_TOLERANCE", None, {})
+        assert zombie.lease_token == rows[0].lease_token
+        fresh = c.rows("SELECT exit_code FROM task_instance WHERE id = :i", i=rows[1].id)[0]
+        assert fresh.exit_code == 0
+    assert not group_alive(long1.pid)
     _assert_clean(c)
 
 

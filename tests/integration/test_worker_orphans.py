@@ -1,0 +1,110 @@
+"""The worker's start-up sweep against real PostgreSQL and ZooKeeper: a task process group that
+outlived its worker is killed; groups of live workers, of other hosts and a pgid reused by a
+process we did not spawn are left alone. (The guardian is tested with real kill -9 in
+test_failover.)"""
+
+# ruff: noqa: F811 - the fixtures of test_worker are imported, then requested by name
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import update
+from test_worker import create_run, engine, sf, start_worker, zk  # noqa: F401 - fixtures
+from test_worker_signals import group_gone
+
+from common.db.engine import SessionFactory
+from common.db.models import TaskInstance
+from common.localserver import wait_for
+from common.settings import Settings
+from common.zk import ZkClient
+from worker.orphans import orphans
+from worker.server import WorkerServer
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[[int | None], int]]:
+    """Start ``bash`` with a background ``sleep`` in a new process group, carrying the marker of
+    the given attempt (None: no marker); returns the pgid. Every group is killed at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(ti_id: int | None) -> int:
+        env = {"PATH": os.environ["PATH"]}
+        if ti_id is not None:
+            env["DAGKEEPER_TASK_INSTANCE_ID"] = str(ti_id)
+        p = subprocess.Popen(
+            ["bash", "-c", "(sleep 300) & sleep 300 & wait"], env=env, start_new_session=True
+        )
+        started.append(p)
+        return p.pid
+
+    yield start
+    for p in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+def test_sweep_kills_only_orphaned_groups_of_this_host(
+    sf: SessionFactory,
+    zk: ZkClient,
+    start_worker: Callable[..., WorkerServer],
+    spawn: Callable[[int | None], int],
+    settings: Settings,
+    timeout_scale: float,
+) -> None:
+    host = settings.worker.host
+    run = create_run(sf, ["x", "x", "x", "x"])
+    orphan, live, reused, elsewhere = run.task_ids
+    # a live worker (registered, epoch 42) holds ``live``
+    zk.client.create(
+        zk.paths.worker("default", "live-worker"),
+        json.dumps({"host": host, "pid": os.getpid(), "epoch": 42}).encode(),
+        ephemeral=True,
+        makepath=True,
+    )
+    pg = {
+        orphan: spawn(orphan),
+        live: spawn(live),
+        reused: spawn(None),  # the recorded pgid now belongs to a process we did not spawn
+        elsewhere: spawn(elsewhere),
+    }
+    cols = {
+        orphan: ("RUNNING", host, "dead-worker", 7),
+        live: ("RUNNING", host, "live-worker", 42),
+        reused: ("NEED_FAULT_TOLERANCE", host, "dead-worker", 7),
+        elsewhere: ("RUNNING", "another-host", "dead-worker", 7),
+    }
+    with sf.begin() as s:
+        for ti, (state, h, wid, token) in cols.items():
+            s.execute(
+                update(TaskInstance)
+                .where(TaskInstance.id == ti)
+                .values(state=state, host=h, worker_id=wid, lease_token=token, pid=pg[ti])
+            )
+
+    w = start_worker()
+
+    wait_for(lambda: group_gone(pg[orphan]), 5 * timeout_scale, what="orphaned group killed")
+    assert w.stats["orphans_killed"] == 1
+    for ti in (live, reused, elsewhere):
+        assert not group_gone(pg[ti]), ti
+
+
+def test_orphans_decision() -> None:
+    from common.db.attempts_worker import RecordedGroup
+
+    rows = [
+        RecordedGroup(1, 101, "w-a", 5, "RUNNING"),  # its worker re-registered (epoch 6)
+        RecordedGroup(2, 102, "w-a", 6, "RUNNING"),  # held by w-a@6
+        RecordedGroup(3, 103, "w-b", 9, "NEED_FAULT_TOLERANCE"),  # w-b is gone
+        RecordedGroup(4, 104, "me", 1, "RUNNING"),  # ours
+        RecordedGroup(5, 105, None, None, "RUNNING"),  # no holder recorded
+    ]
+    got = orphans(rows, live={("w-a", 6), ("me", 1)}, held={4})
+    assert [r.task_instance_id for r in got] == [1, 3, 5]

@@ -1,0 +1,59 @@
+"""``dagkeeper worker``: logging set-up, signal handling (SIGTERM/SIGINT stop gracefully, a second
+one cuts the grace short) and the serve loop around one ``WorkerServer``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from common.settings import Settings, get_settings
+from worker.server import WorkerServer
+
+
+def setup_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s",
+        )
+    root.setLevel(level.upper())
+
+
+def run(settings: Settings | None = None) -> int:
+    """Run one worker until SIGTERM/SIGINT; 1 if it cannot start."""
+    settings = settings or get_settings()
+    setup_logging(settings.log_level)
+    server = WorkerServer(settings)
+    stop_event = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop_event.is_set():
+            server.log.warning("signal %d again: stopping now", signum)
+            server.hurry()
+        else:
+            server.log.info("signal %d: stopping gracefully", signum)
+            stop_event.set()
+            server.wakeup()
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        try:
+            with server.engine.connect() as conn:  # fail fast on a wrong URL or a dead server
+                conn.exec_driver_sql("SELECT 1")
+            server.start()
+        except Exception as exc:
+            server.log.error("cannot start: %s", exc)
+            return 1
+        server.serve_forever(stop_event)
+        return 0
+    finally:
+        server.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

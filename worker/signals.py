@@ -1,0 +1,80 @@
+"""The worker's inbox of requests from masters and the API (``common.signals``): one long-lived
+children watch on ``<signals>/<worker id>``; the claim loop takes what is new, acts on it and
+deletes each request znode (requests about attempts it does not hold are deleted too)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from kazoo.exceptions import NoNodeError
+
+from common.zk import ZkClient
+
+RETRY_S = 2.0  # a request whose deletion did not take is handled again after this long
+
+
+class SignalInbox:
+    """The latest list of pending requests; ``take()`` returns those not handled yet."""
+
+    def __init__(self, zk: ZkClient, worker_id: str, wake: threading.Event) -> None:
+        self.zk = zk
+        self.path = zk.paths.signals(worker_id)
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._handled: dict[str, float] = {}
+        self._closed = False
+
+    def start(self) -> None:
+        self.zk.watch_children(self.path, self._on_children)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def _on_children(self, children: list[str]) -> None:
+        # kazoo thread: store and wake, nothing else
+        if self._closed:
+            return
+        with self._lock:
+            self._pending = list(children)
+        self._wake.set()
+
+    def take(self) -> list[int]:
+        """Task instance ids with a request not handled in the last RETRY_S seconds."""
+        now = time.monotonic()
+        with self._lock:
+            pending = self._pending
+        current = set(pending)
+        self._handled = {n: t for n, t in self._handled.items() if n in current}
+        out = []
+        for name in pending:
+            t = self._handled.get(name)
+            if t is not None and now - t < RETRY_S:
+                continue
+            self._handled[name] = now
+            if name.isdigit():
+                out.append(int(name))
+            else:
+                self._delete(name)
+        return out
+
+    def done(self, task_instance_id: int) -> None:
+        """The request has been acted upon: delete it (asynchronously; failures are retried)."""
+        self._delete(str(task_instance_id))
+
+    def _delete(self, name: str) -> None:
+        try:
+            self.zk.client.delete_async(f"{self.path}/{name}")
+        except Exception:  # closed or disconnected client: the next pass retries
+            self._handled.pop(name, None)
+
+    def remove_all(self) -> None:
+        """A graceful stop: drop the inbox (nothing will be sent to this worker id again)."""
+        self._closed = True
+        try:
+            self.zk.client.delete(self.path, recursive=True)
+        except NoNodeError:
+            pass
+        except Exception:  # best effort: a leftover empty inbox is harmless
+            return
