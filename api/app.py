@@ -19,7 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import ApiContext, get_ctx, require_token, resolve_token
-from api.routers import cluster, instances, task_instances, workflows
+from api.routers import cluster, instances, schedules, task_instances, workflows
+from api.routers import datasources as datasources_router
 from api.schemas import ReadyOut
 from common.db.engine import SessionFactory, make_engine, make_session_factory
 from common.errors import DagkeeperError, Unauthorized
@@ -210,5 +211,7 @@ def create_app(
     v1.include_router(instances.router)
     v1.include_router(task_instances.router)
     v1.include_router(cluster.router)
+    v1.include_router(schedules.router)
+    v1.include_router(datasources_router.router)
     app.include_router(v1)
     return app

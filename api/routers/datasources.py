@@ -1,0 +1,120 @@
+"""/datasources: named PostgreSQL and MySQL/MariaDB connections for SQL and PROCEDURE tasks. The
+password is encrypted before it reaches the database and is never returned or logged."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+
+from api.deps import ApiContext, get_ctx
+from api.schemas import ERROR_RESPONSES, DbId, Limit, Offset
+from api.schemas_datasources import DatasourceIn, DatasourceOut, DatasourcePage, DatasourceUpdate
+from common.crypto import SecretBox
+from common.db import datasources
+from common.db.models import Datasource
+from common.errors import Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/datasources", tags=["datasources"], responses=ERROR_RESPONSES)
+
+
+@contextmanager
+def _name_conflicts(name: str) -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        if datasources.NAME_INDEX in str(exc.orig):
+            raise Conflict(f"a datasource named {name!r} already exists", {"name": name}) from None
+        raise
+
+
+def _encrypt(ctx: ApiContext, body: DatasourceIn | DatasourceUpdate) -> str | None:
+    if body.password is None:
+        return None
+    return SecretBox.from_settings(ctx.settings).encrypt(body.password.get_secret_value())
+
+
+@router.post("", status_code=201, response_model=DatasourceOut)
+def create_datasource(body: DatasourceIn, ctx: ApiContext = Depends(get_ctx)) -> Any:
+    """Create a datasource; 409 if the name is taken."""
+    assert body.kind is not None and body.host is not None  # checked by DatasourceIn
+    row = Datasource(
+        name=body.name,
+        kind=body.kind,
+        host=body.host,
+        port=body.port,
+        database=body.database or "",
+        username=body.user or "",
+        password_enc=_encrypt(ctx, body),
+        options=body.options or {},
+        description=body.description or "",
+    )
+    with _name_conflicts(body.name), ctx.session_factory.begin() as s:
+        s.add(row)
+        s.flush()
+        out = DatasourceOut.from_row(row)
+    log.info("api: datasource %d %r created (%s %s)", out.id, out.name, out.kind, out.host)
+    return out
+
+
+@router.get("", response_model=DatasourcePage)
+def list_datasources(
+    limit: Limit = 100,
+    offset: Offset = 0,
+    kind: str | None = Query(default=None, pattern="^(POSTGRESQL|MYSQL)$"),
+    ctx: ApiContext = Depends(get_ctx),
+) -> Any:
+    with ctx.session_factory() as s:
+        items, total = datasources.list_page(s, limit, offset, kind)
+        return DatasourcePage(items=[DatasourceOut.from_row(d) for d in items], total=total)
+
+
+@router.get("/{datasource_id}", response_model=DatasourceOut)
+def get_datasource(datasource_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Any:
+    with ctx.session_factory() as s:
+        row = datasources.get(s, datasource_id)
+        if row is None:
+            raise NotFound(f"datasource {datasource_id} not found")
+        return DatasourceOut.from_row(row)
+
+
+@router.put("/{datasource_id}", response_model=DatasourceOut)
+def update_datasource(
+    datasource_id: DbId, body: DatasourceUpdate, ctx: ApiContext = Depends(get_ctx)
+) -> Any:
+    """Change the fields given; the password only if ``password`` is in the body."""
+    given = body.model_fields_set | ({"password"} if body.password is not None else set())
+    with _name_conflicts(body.name or ""), ctx.session_factory.begin() as s:
+        row = s.get(Datasource, datasource_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"datasource {datasource_id} not found")
+        for fld, col in (("name", "name"), ("kind", "kind"), ("host", "host"), ("port", "port"),
+                         ("database", "database"), ("user", "username"),
+                         ("options", "options"), ("description", "description")):  # fmt: skip
+            value = getattr(body, fld)
+            if fld in given and (value is not None or fld == "port"):
+                setattr(row, col, value)
+        if "password" in given:
+            row.password_enc = _encrypt(ctx, body)
+        row.updated_at = func.now()
+        s.flush()
+        s.refresh(row)
+        out = DatasourceOut.from_row(row)
+    log.info("api: datasource %d %r updated (%s)", out.id, out.name, ", ".join(sorted(given)))
+    return out
+
+
+@router.delete("/{datasource_id}", status_code=204)
+def delete_datasource(datasource_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Response:
+    with ctx.session_factory.begin() as s:
+        if not datasources.delete(s, datasource_id):
+            raise NotFound(f"datasource {datasource_id} not found")
+    log.info("api: datasource %d deleted", datasource_id)
+    return Response(status_code=204)
