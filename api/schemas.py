@@ -156,8 +156,9 @@ class BackfillRequest(BaseModel):
     dates: list[datetime] | None = None
     mode: Literal["SERIAL", "PARALLEL"] = "SERIAL"
     parallelism: int = Field(default=1, ge=1, le=1000)
+    order: Literal["ASC", "DESC"] = "ASC"
 
-    _upper_mode = field_validator("mode", mode="before")(_upper)
+    _upper_mode = field_validator("mode", "order", mode="before")(_upper)
 
 
 class RunRequest(BaseModel):

@@ -205,9 +205,7 @@ def parse(expr: str) -> CronExpr:
         if dom != "LW" and not 0 <= int(dom[2:]) <= 30:
             raise _invalid(expr, f"day-of-month {dom!r}: the offset must be 0-30", "day-of-month")
         rule, values["day-of-month"] = dom, "*"
-    parts = [
-        _check_field(values[f], f, quartz, expr) for f in names if f != "year" and f in values
-    ]
+    parts = [_check_field(values[f], f, quartz, expr) for f in names if f != "year" and f in values]
     years = _years(values.get("year", "*"), expr) if quartz else None
     if quartz:
         parts.append(values.get("year", "*"))

@@ -8,9 +8,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import ApiContext, get_ctx
+from api.routers import schedules
 from api.schemas import (
     ERROR_RESPONSES,
     DbId,
@@ -178,6 +180,9 @@ def run_workflow(
 ) -> RunAccepted:
     """Write a SUBMITTED instance and its START_PROCESS command in one transaction."""
     req = body or RunRequest()
+    if req.backfill is not None:  # dates of a range or list: see api/routers/schedules.py
+        accepted = schedules.submit_backfill(ctx, workflow_id, req)
+        return JSONResponse(accepted.model_dump(mode="json"), status_code=202)  # type: ignore[return-value]
     priority = Priority[req.priority] if req.priority else None
     with ctx.session_factory.begin() as s:
         instance = runs.submit_run(

@@ -173,7 +173,9 @@ def due_ids(s: Session, now: datetime, limit: int) -> list[int]:
 def next_due(s: Session) -> datetime | None:
     """The earliest next fire time of any enabled schedule (for the leader's wake-up)."""
     return s.scalar(
-        text("SELECT min(next_fire_time) FROM schedule WHERE enabled AND next_fire_time IS NOT NULL")
+        text(
+            "SELECT min(next_fire_time) FROM schedule WHERE enabled AND next_fire_time IS NOT NULL"
+        )
     )
 
 
