@@ -255,6 +255,9 @@ class Executor:
             try:
                 tt = get_task_type(att.type)
                 env = self._task_env(att, workdir)
+                if att.spec.get("render_error"):  # the master could not resolve its parameters
+                    h.reason = f"parameters: {att.spec['render_error']}"
+                    raise ValueError(h.reason)
                 argv = tt.prepare(att.spec, env, workdir)
             except (UnknownTaskType, ValueError, OSError) as exc:
                 return self._fail_to_start(h, att, str(log_file), logf, str(exc))

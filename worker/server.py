@@ -25,15 +25,12 @@ from worker import WorkerLog
 from worker.executor import AttemptHandle, Cancel, Executor, Outcome
 from worker.fetcher import QueueFetcher
 from worker.guardian import Guardian
+from worker.heartbeat import Heartbeat
 from worker.orphans import sweep
 from worker.signals import SignalInbox
 
 DEFAULT_STOP_GRACE_S = 10.0  # how long a graceful stop lets running tasks finish
 RECONNECT_BACKOFF_S = 1.0
-# No answer from ZooKeeper for this fraction of the session timeout: kill the running tasks, since
-# the session may expire soon and another worker run them again (kazoo itself may notice a dead
-# server only after a whole session timeout). Answers come at least every heartbeat interval.
-FENCE_FRACTION = 0.75
 GUARDIAN_GRACE_S = 0.5  # SIGTERM-to-SIGKILL grace of the guardian and the sweep (at most)
 _seq = itertools.count(1)
 
@@ -82,14 +79,9 @@ class WorkerServer:
         self._fenced: list[AttemptHandle] = []
         self._claiming = False
         self._suspended_since: float | None = None
-        self._fence_done = False
-        self._fence_after = settings.zk.session_timeout_s * FENCE_FRACTION
+        self._beat = Heartbeat(settings.worker.heartbeat_interval_s, settings.zk.session_timeout_s)
         self._zk_wait_s = settings.zk.session_timeout_s / 4  # longest wait for one answer
         self._next_connect = 0.0
-        self._last_beat = 0.0
-        self._beat_pending = False
-        self._last_contact = time.monotonic()  # last answer from ZooKeeper, the fence's clock
-        self._published_load = 0
         self._state = "new"  # new -> running -> stopping -> stopped
         self.start_time = time.time()
         self.stats: Counter[str] = Counter()
@@ -241,8 +233,7 @@ class WorkerServer:
         ).encode()
         self._claiming = self._state == "running"
         self._suspended_since = None
-        self._fence_done = False
-        self._last_contact = time.monotonic()
+        self._beat.reset()
         self._wake.set()
 
     def _registration(self) -> dict[str, Any]:
@@ -290,7 +281,7 @@ class WorkerServer:
             self.zk is not None
             and self.zk.connected.is_set()
             and self._suspended_since is None
-            and self._in_contact(time.monotonic())
+            and self._beat.in_contact(time.monotonic())
         )
 
     def _session_events(self) -> None:
@@ -340,21 +331,14 @@ class WorkerServer:
             return
         self.log.info("re-registered with epoch %d", self.epoch)
 
-    def _in_contact(self, now: float) -> bool:
-        return now - self._last_contact < self._fence_after
-
     def _check_fence(self) -> None:
         now = time.monotonic()
-        if self.zk is None or self._in_contact(now):
-            self._fence_done = False
+        if self.zk is None or not self._beat.fence_now(now):
             return
-        if self._fence_done:
-            return
-        self._fence_done = True
         self.log.error(
             "no answer from ZooKeeper for %.1fs (epoch %d); killing %d tasks before the session "
             "can expire",
-            now - self._last_contact,
+            now - self._beat.last_contact,
             self.epoch,
             len(self._inflight),
         )
@@ -362,11 +346,7 @@ class WorkerServer:
             self.executor.cancel(h, Cancel.FENCE)
 
     def _wait_s(self, timeout: float) -> float:
-        """The loop must wake for the next heartbeat and, with tasks running, for the fence."""
-        due = self._last_beat + self.settings.worker.heartbeat_interval_s
-        if self._inflight and not self._fence_done:
-            due = min(due, self._last_contact + self._fence_after)
-        return max(0.0, min(timeout, due - time.monotonic()))
+        return self._beat.wait_s(timeout, bool(self._inflight))
 
     # attempts
 
@@ -389,20 +369,12 @@ class WorkerServer:
         self.stats["orphans_killed"] += len(killed)
 
     def _handle_signals(self) -> None:
-        """Kill requests: cancel the attempt if we hold it (reported KILL), then drop the
-        request; one about an attempt we do not hold is just dropped."""
-        inbox = self._inbox
-        if inbox is None or not self._session_ok():
-            return
-        for ti_id in inbox.take():
-            h = self._inflight.get(ti_id)
-            if h is not None:
-                self.log.info("task %d: kill requested", ti_id)
+        """Kill requests: an attempt we hold is cancelled (SIGTERM, SIGKILL after the grace;
+        reported KILL); every request is then deleted."""
+        if self._inbox is not None and self._session_ok():
+            for h in self._inbox.handle(self._inflight, self.log):
                 self.executor.cancel(h, Cancel.KILL)
                 self.stats["kill_requests"] += 1
-            else:
-                self.log.info("task %d: kill requested, but not held here; dropped", ti_id)
-            inbox.done(ti_id)
 
     def _process_done(self) -> None:
         while True:
@@ -443,36 +415,20 @@ class WorkerServer:
                 self._inflight[claim.task_instance_id] = self.executor.submit(claim)
 
     def _heartbeat(self) -> None:
-        """Every heartbeat interval: publish the load if it changed, else just read our znode;
-        either answer (asynchronous) refreshes the fence's clock."""
-        zk, now = self.zk, time.monotonic()
+        """Publish the load if it changed, else read our znode; answers refresh the fence."""
+        zk = self.zk
         if zk is None or not self._reg_paths:
             return
-        if now - self._last_beat < self.settings.worker.heartbeat_interval_s or (
-            self._beat_pending and now - self._last_beat < self.settings.zk.session_timeout_s
-        ):
-            return
-        self._last_beat, self._beat_pending = now, True
-        load = len(self._inflight)
-        try:
-            if load != self._published_load and self._session_ok():
-                body = json.dumps(self._registration() | {"epoch": self.epoch}).encode()
-                results = [zk.client.set_async(path, body) for path in self._reg_paths]
-                self._published_load = load
-            else:
-                results = [zk.client.exists_async(self._reg_paths[0])]
-            results[0].rawlink(self._on_beat)
-        except Exception as exc:
-            self._beat_pending = False
-            self.log.warning("heartbeat failed: %s", exc)
 
-    def _on_beat(self, result: Any) -> None:
-        # kazoo thread: note the answer, nothing else
-        if result.successful():
-            self._last_contact = time.monotonic()
-        else:
-            self._published_load = -1
-        self._beat_pending = False
+        def body() -> bytes:
+            return json.dumps(self._registration() | {"epoch": self.epoch}).encode()
+
+        try:
+            self._beat.beat(
+                zk, self._reg_paths, len(self._inflight), body if self._session_ok() else None
+            )
+        except Exception as exc:
+            self.log.warning("heartbeat failed: %s", exc)
 
     def _claim_pass(self) -> int:
         fetcher = self._fetcher

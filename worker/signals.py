@@ -4,12 +4,17 @@ deletes each request znode (requests about attempts it does not hold are deleted
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Mapping
+from typing import TypeVar
 
 from kazoo.exceptions import NoNodeError
 
 from common.zk import ZkClient
+
+H = TypeVar("H")
 
 RETRY_S = 2.0  # a request whose deletion did not take is handled again after this long
 
@@ -57,6 +62,24 @@ class SignalInbox:
                 out.append(int(name))
             else:
                 self._delete(name)
+        return out
+
+    def handle(
+        self,
+        held: Mapping[int, H],
+        log: logging.LoggerAdapter | logging.Logger,  # type: ignore[type-arg]
+    ) -> list[H]:
+        """The held attempts with a new kill request (to cancel); every new request is deleted,
+        including those about attempts not held here."""
+        out = []
+        for ti_id in self.take():
+            h = held.get(ti_id)
+            if h is not None:
+                log.info("task %d: kill requested", ti_id)
+                out.append(h)
+            else:
+                log.info("task %d: kill requested, but not held here; dropped", ti_id)
+            self.done(ti_id)
         return out
 
     def done(self, task_instance_id: int) -> None:

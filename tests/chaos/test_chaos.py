@@ -1,7 +1,8 @@
 """Chaos: a 3-node ZooKeeper ensemble, 3 masters, 3 workers and a workload of random DAGs, while
-a seeded schedule kills -9 masters and workers, freezes workers past the session timeout and kills
-the ZooKeeper leader. Then every invariant must hold and doctor must find the cluster clean.
-Reproduce a run with DAGKEEPER_CHAOS_SEED=<seed>; size it with DAGKEEPER_CHAOS_WORKFLOWS."""
+a seeded schedule kills -9 masters and workers, freezes workers past the session timeout, kills
+the ZooKeeper leader and restarts PostgreSQL. Then every invariant must hold and doctor must find
+the cluster clean. Reproduce a run with DAGKEEPER_CHAOS_SEED=<seed>; size it with
+DAGKEEPER_CHAOS_WORKFLOWS / _TASKS / _FAULTS, or DAGKEEPER_CHAOS_SOAK=1 (40 x 20, 16 faults)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,25 @@ from pathlib import Path
 import pytest
 from harness import Cluster
 
-from common.localserver import ZookeeperEnsemble
+from common.localserver import PostgresServer, ZookeeperEnsemble
+from common.settings import test_timeout_scale as timeout_scale_env
 
 SESSION_S = 4
 MASTERS = ("m1", "m2", "m3")
 WORKERS = ("w1", "w2", "w3")
-KINDS = ("kill_master", "kill_worker", "freeze_worker", "kill_zk_leader")
+KINDS = ("kill_master", "kill_worker", "freeze_worker", "kill_zk_leader", "restart_db")
+SOAK = os.environ.get("DAGKEEPER_CHAOS_SOAK", "") not in ("", "0")
+# (workflows, tasks per workflow, faults): the CI run takes a few minutes, the soak longer
+DEFAULTS = (40, 20, 16) if SOAK else (15, 8, 6)
+
+
+def sizes() -> tuple[int, int, int]:
+    env = os.environ.get
+    return (
+        int(env("DAGKEEPER_CHAOS_WORKFLOWS") or DEFAULTS[0]),
+        int(env("DAGKEEPER_CHAOS_TASKS") or DEFAULTS[1]),
+        int(env("DAGKEEPER_CHAOS_FAULTS") or DEFAULTS[2]),
+    )
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,9 @@ def schedule(rng: random.Random, n: int) -> list[Fault]:
             victim, down = rng.choice(WORKERS), rng.uniform(1.0, 4.0)
         elif kind == "freeze_worker":
             victim, down = rng.choice(WORKERS), SESSION_S + rng.uniform(1.0, 3.0)
+        elif kind == "restart_db":
+            # a fast shutdown, or a crash (kill -9 of the whole server, then crash recovery)
+            victim, down = rng.choice(("fast", "crash")), rng.uniform(0.5, 3.0)
         else:
             victim, down = "leader", rng.uniform(2.0, 5.0)
         out.append(Fault(round(t, 2), kind, victim, round(down, 2)))
@@ -78,20 +95,25 @@ def ensemble(server_root: Path, timeout_scale: float) -> Iterator[ZookeeperEnsem
     ens.stop()
 
 
+@pytest.mark.timeout((3600 if SOAK else 600) * timeout_scale_env())
 def test_chaos(
     request: pytest.FixtureRequest,
     server_root: Path,
     ensemble: ZookeeperEnsemble,
+    pg_server: PostgresServer,
     db_url: str,
     zk_root: str,
     timeout_scale: float,
 ) -> None:
     seed = int(os.environ.get("DAGKEEPER_CHAOS_SEED") or random.SystemRandom().randrange(10**9))
-    n_wf = int(os.environ.get("DAGKEEPER_CHAOS_WORKFLOWS", "15"))
-    print(f"\nchaos seed {seed} (reproduce: DAGKEEPER_CHAOS_SEED={seed})")
+    n_wf, n_tasks, n_faults = sizes()
+    print(
+        f"\nchaos seed {seed} (reproduce: DAGKEEPER_CHAOS_SEED={seed}); {n_wf} workflows x"
+        f" {n_tasks} tasks, {n_faults} faults"
+    )
     rng = random.Random(seed)
-    faults = schedule(rng, 6)
-    flows = workload(rng, n_wf, 8)
+    faults = schedule(rng, n_faults)
+    flows = workload(rng, n_wf, n_tasks)
     c = Cluster(server_root / "chaos", db_url, ensemble.hosts, zk_root, timeout_scale, SESSION_S)
     failed = request.session.testsfailed
     try:
@@ -111,10 +133,10 @@ def test_chaos(
                 for tasks in waves.pop(0):
                     c.submit(tasks)
             if pending and now >= pending[0].at:
-                apply(c, ensemble, pending.pop(0), timeout_scale)
+                apply(c, ensemble, pg_server, pending.pop(0), timeout_scale)
             time.sleep(0.05)
         print(f"faults done at {time.monotonic() - t0:.1f}s: {faults}")
-        c.wait_all_terminal(120)
+        c.wait_all_terminal(120 + 0.5 * n_wf * n_tasks)
         print(f"all {len(c.submitted)} workflows terminal at {time.monotonic() - t0:.1f}s")
         stats = c.rows("SELECT state, count(*) FROM task_instance GROUP BY state ORDER BY state")
         print("attempts by state:", {r[0]: r[1] for r in stats})
@@ -126,17 +148,27 @@ def test_chaos(
             print(f"chaos seed {seed}\n{c.logs()}")
 
 
-def apply(c: Cluster, ens: ZookeeperEnsemble, f: Fault, scale: float) -> None:
+def apply(c: Cluster, ens: ZookeeperEnsemble, pg: PostgresServer, f: Fault, scale: float) -> None:
     """Inject one fault and undo it after ``down_s`` (blocking: faults do not overlap)."""
     print(f"  fault {f}")
     if f.kind in ("kill_master", "kill_worker"):
-        c.kill9(f.victim)
+        # a worker's task process groups are left to its guardian: a task that outlived its
+        # worker would overlap its next attempt, which the side-effect log shows
+        c.kill9(f.victim, with_tasks=False)
         time.sleep(f.down_s)
         c.restart(f.victim)
     elif f.kind == "freeze_worker":
         c.sigstop(f.victim, with_tasks=True)
         time.sleep(f.down_s)
         c.sigcont(f.victim)
+    elif f.kind == "restart_db":
+        if f.victim == "crash":
+            pg.kill9()
+        else:
+            pg.stop()
+        time.sleep(f.down_s)
+        pg.start(timeout=60 * scale)
+        c.engine.dispose()  # the harness's own pooled connections died with the server
     else:
         leader = ens.leader()
         if leader is None:

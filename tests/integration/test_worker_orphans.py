@@ -23,7 +23,6 @@ from common.db.models import TaskInstance
 from common.localserver import wait_for
 from common.settings import Settings
 from common.zk import ZkClient
-from worker.orphans import orphans
 from worker.server import WorkerServer
 
 
@@ -94,17 +93,3 @@ def test_sweep_kills_only_orphaned_groups_of_this_host(
     assert w.stats["orphans_killed"] == 1
     for ti in (live, reused, elsewhere):
         assert not group_gone(pg[ti]), ti
-
-
-def test_orphans_decision() -> None:
-    from common.db.attempts_worker import RecordedGroup
-
-    rows = [
-        RecordedGroup(1, 101, "w-a", 5, "RUNNING"),  # its worker re-registered (epoch 6)
-        RecordedGroup(2, 102, "w-a", 6, "RUNNING"),  # held by w-a@6
-        RecordedGroup(3, 103, "w-b", 9, "NEED_FAULT_TOLERANCE"),  # w-b is gone
-        RecordedGroup(4, 104, "me", 1, "RUNNING"),  # ours
-        RecordedGroup(5, 105, None, None, "RUNNING"),  # no holder recorded
-    ]
-    got = orphans(rows, live={("w-a", 6), ("me", 1)}, held={4})
-    assert [r.task_instance_id for r in got] == [1, 3, 5]
