@@ -288,19 +288,3 @@ def decide(
         )
     handled = f" ({len(final_failed)} failure(s) handled downstream)" if final_failed else ""
     return Decision(finish=WorkflowState.SUCCESS, reason=f"all {len(in_scope)} tasks done{handled}")
-
-
-def resolve_env(
-    spec: WorkflowSpec,
-    task_name: str,
-    startup: Mapping[str, str],
-    upstream_outputs: Mapping[str, Mapping[str, str]],
-) -> dict[str, str]:
-    """Parameters a task sees: global < upstream outputs < start-up < task-local."""
-    task = spec.task(task_name)
-    env: dict[str, str] = dict(spec.params)
-    for up in task.depends_on:
-        env.update({k: str(v) for k, v in upstream_outputs.get(up, {}).items()})
-    env.update({k: str(v) for k, v in startup.items()})
-    env.update(task.params)
-    return env

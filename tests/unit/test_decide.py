@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from common.spec import parse_workflow_spec
 from common.states import TaskState, WorkflowState
-from master.decide import AttemptView, decide, resolve_env
+from master.decide import AttemptView, decide
 
 S = TaskState
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -99,14 +99,6 @@ def test_fault_tolerance_does_not_use_up_a_retry():
 def test_forced_success_counts_as_success():
     spec, d = diamond()
     assert names(decide(spec, d, [AttemptView("a", 1, S.FORCED_SUCCESS)], NOW)) == ["b", "c"]
-
-
-def test_parameter_precedence():
-    spec, _ = diamond(b={"params": {"x": "local"}})
-    env = resolve_env(spec, "b", {"x": "startup", "s": "1"}, {"a": {"x": "upstream", "o": "2"}})
-    assert env == {"g": "1", "x": "local", "s": "1", "o": "2"}
-    env_c = resolve_env(spec, "c", {"x": "startup"}, {"a": {"x": "upstream"}})
-    assert env_c["x"] == "startup"
 
 
 # --- trigger rules, branching, modes, backoff, reruns -------------------------------------------
