@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from common.errors import ValidationError
@@ -192,6 +193,15 @@ def render_shell(
     return _Renderer(command, params, base_time, tz).run()
 
 
+@dataclass
+class _Frame:
+    kind: str
+    depth: int = 0  # open parentheses inside $( ) or $(( ))
+    cases: int = 0  # open case statements inside $( )
+    delim: str = ""  # here-document: the delimiter line, and whether tabs are stripped (<<-)
+    strip: bool = False
+
+
 class _Renderer:
     """A small bash lexer: a stack of contexts (top, "...", '...', $'...', $( ), $(( )), ` `,
     comments, here-documents) deciding how each substituted value is quoted."""
@@ -201,19 +211,18 @@ class _Renderer:
     ) -> None:
         self.s, self.params, self.base, self.tz = src, params, base, tz
         self.out: list[str] = []
-        self.stack: list[list[object]] = [["top", 0, 0]]
+        self.stack: list[_Frame] = [_Frame("top")]
         self.pending: list[tuple[str, bool, bool]] = []  # here-documents opened on this line
 
     def run(self) -> str:
         s, i, n = self.s, 0, len(self.s)
         while i < n:
             frame = self.stack[-1]
-            kind = str(frame[0])
+            kind = frame.kind
             if kind.startswith("heredoc") and (i == 0 or s[i - 1] == "\n"):
                 end = s.find("\n", i)
                 line = s[i : n if end < 0 else end]
-                delim, strip, _ = frame[1]  # type: ignore[misc]
-                if (line.lstrip("\t") if strip else line) == delim:
+                if (line.lstrip("\t") if frame.strip else line) == frame.delim:
                     self.out.append(line)
                     self.stack.pop()
                     i += len(line)
@@ -248,11 +257,11 @@ class _Renderer:
         return m.end()
 
     def _push(self, kind: str, text: str, i: int) -> int:
-        self.stack.append([kind, 0, 0])
+        self.stack.append(_Frame(kind))
         self.out.append(text)
         return i + len(text)
 
-    def _step(self, i: int, kind: str, frame: list[object]) -> int:
+    def _step(self, i: int, kind: str, frame: _Frame) -> int:
         s, c = self.s, self.s[i]
         two, three = s[i : i + 2], s[i : i + 3]
         if kind == "sq":
@@ -277,17 +286,17 @@ class _Renderer:
             if c == '"':
                 self.stack.pop()
         elif kind == "arith":
-            if two == "))" and frame[1] == 0:
+            if two == "))" and frame.depth == 0:
                 self.stack.pop()
                 self.out.append(two)
                 return i + 2
-            frame[1] = int(str(frame[1])) + (c == "(") - (c == ")")
+            frame.depth += (c == "(") - (c == ")")
         elif kind in ("top", "cmd", "bq"):
             return self._unquoted(i, kind, frame)
         self.out.append(c)
         return i + 1
 
-    def _unquoted(self, i: int, kind: str, frame: list[object]) -> int:
+    def _unquoted(self, i: int, kind: str, frame: _Frame) -> int:
         s, c = self.s, self.s[i]
         if c == "\\":
             self.out.append(s[i : i + 2])
@@ -301,23 +310,25 @@ class _Renderer:
         if s.startswith("((", i) and kind != "bq":
             return self._push("arith", "((", i)
         if c == "#" and (i == 0 or s[i - 1] in _WORD_END):
-            self.stack.append(["comment", 0])
+            self.stack.append(_Frame("comment"))
             return i
         if kind == "cmd" and (i == 0 or s[i - 1] in _WORD_END):
             word = re.match(r"(case|esac)(?=[ \t\n;&|()<>]|$)", s[i:])
             if word:  # a case pattern's ')' does not close $( )
-                frame[2] = int(str(frame[2])) + (1 if word.group(1) == "case" else -1)
-        if kind == "cmd" and c in "()" and int(str(frame[2])) <= 0:
-            if c == ")" and frame[1] == 0:
+                frame.cases += 1 if word.group(1) == "case" else -1
+        if kind == "cmd" and c in "()" and frame.cases <= 0:
+            if c == ")" and frame.depth == 0:
                 self.stack.pop()
             else:
-                frame[1] = int(str(frame[1])) + (1 if c == "(" else -1)
+                frame.depth += 1 if c == "(" else -1
         if s.startswith("<<", i) and not s.startswith("<<<", i):
             return self._heredoc_op(i)
         self.out.append(c)
         if c == "\n" and self.pending:
             delim, strip, quoted = self.pending.pop(0)
-            self.stack.append(["heredoc_q" if quoted else "heredoc", (delim, strip, quoted)])
+            self.stack.append(
+                _Frame("heredoc_q" if quoted else "heredoc", delim=delim, strip=strip)
+            )
         return i + 1
 
     def _heredoc_op(self, i: int) -> int:

@@ -203,7 +203,9 @@ def _int_arg(expr: str, text: str) -> int:
 
 
 def _split_args(expr: str, inner: str) -> list[str]:
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for c in inner:
         if c == "," and depth == 0:
             parts.append("".join(cur))
