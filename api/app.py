@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import ApiContext, get_ctx, require_token, resolve_token
-from api.routers import cluster, instances, schedules, task_instances, workflows
+from api.routers import cluster, instances, schedules, task_groups, task_instances, workflows
 from api.routers import datasources as datasources_router
 from api.schemas import ReadyOut
 from common.db.engine import SessionFactory, make_engine, make_session_factory
@@ -210,6 +210,7 @@ def create_app(
     v1.include_router(workflows.router)
     v1.include_router(instances.router)
     v1.include_router(task_instances.router)
+    v1.include_router(task_groups.router)
     v1.include_router(cluster.router)
     v1.include_router(schedules.router)
     v1.include_router(datasources_router.router)

@@ -208,6 +208,10 @@ class TaskAttemptSummary(BaseModel):
     start_time: Timestamp | None
     end_time: Timestamp | None
     exit_code: int | None
+    reason: str | None = None
+    task_group: str | None = None
+    # why a queued attempt is not running yet (e.g. no live worker in its group)
+    waiting: str | None = None
 
     @classmethod
     def from_row(cls, t: TaskInstance) -> TaskAttemptSummary:
@@ -222,6 +226,8 @@ class TaskAttemptSummary(BaseModel):
             start_time=t.start_time,
             end_time=t.end_time,
             exit_code=t.exit_code,
+            reason=t.reason,
+            task_group=t.task_group,
         )
 
 
@@ -243,6 +249,7 @@ class InstanceSummary(BaseModel):
     owner: str | None
     owner_epoch: int | None
     run_count: int
+    reason: str | None = None
 
     @classmethod
     def fields_of(cls, i: WorkflowInstance, name: str | None) -> dict[str, Any]:
@@ -264,6 +271,7 @@ class InstanceSummary(BaseModel):
             "owner": i.owner,
             "owner_epoch": i.owner_epoch,
             "run_count": i.run_count,
+            "reason": i.reason,
         }
 
     @classmethod
@@ -357,3 +365,44 @@ class ClusterOut(BaseModel):
 class ReadyOut(BaseModel):
     status: str
     checks: dict[str, str]
+
+
+# -- control requests and task groups -----------------------------------------------------------
+
+
+class ActionAccepted(BaseModel):
+    """A control request was taken: the state it left the instance (or attempt) in."""
+
+    instance_id: int
+    task_instance_id: int | None = None
+    state: str
+    action: str
+
+
+class TaskGroupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
+    capacity: int = Field(ge=1, le=100000)
+    description: str = ""
+
+
+class TaskGroupUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    capacity: int | None = Field(default=None, ge=1, le=100000)
+    description: str | None = None
+
+
+class TaskGroupOut(BaseModel):
+    name: str
+    capacity: int
+    in_use: int
+    description: str
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class TaskGroupPage(BaseModel):
+    items: list[TaskGroupOut]
+    total: int

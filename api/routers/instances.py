@@ -1,27 +1,35 @@
-"""/instances: list workflow instances with filters, read one with every task attempt."""
+"""/instances: list workflow instances with filters, read one with every task attempt, and the
+control requests (stop, pause, resume, rerun, recover-failed)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from kazoo.exceptions import KazooException
+from sqlalchemy.orm import Session
 
 from api.deps import ApiContext, get_ctx
 from api.schemas import (
     ERROR_RESPONSES,
     MAX_ID,
+    ActionAccepted,
     DbId,
     InstanceDetail,
     InstancePage,
     InstanceSummary,
     Offset,
+    TaskAttemptSummary,
     TaskInstanceOut,
     TaskInstancePage,
 )
-from common.db import runs
+from common.db import control, runs
 from common.errors import ValidationError
 from common.states import WorkflowState
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/instances", tags=["instances"], responses=ERROR_RESPONSES)
 
 
@@ -67,7 +75,25 @@ def get_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Insta
         instance = runs.get_instance(s, instance_id)
         tasks, _ = runs.instance_tasks(s, instance_id)
         names = runs.workflow_names(s, [instance.workflow_id])
-        return InstanceDetail.from_rows(instance, names.get(instance.workflow_id), tasks)
+        detail = InstanceDetail.from_rows(instance, names.get(instance.workflow_id), tasks)
+    explain_waiting(ctx, detail.tasks)
+    return detail
+
+
+def explain_waiting(ctx: ApiContext, tasks: list[TaskAttemptSummary]) -> None:
+    """Say why queued attempts are not running: no live worker in their group."""
+    queued = [t for t in tasks if t.state in ("SUBMITTED", "DISPATCHED")]
+    if not queued or not ctx.zk_connected():
+        return
+    live: dict[str, int] = {}
+    for t in queued:
+        if t.worker_group not in live:
+            try:
+                live[t.worker_group] = len(ctx.zk.children(ctx.zk.paths.workers(t.worker_group)))
+            except (ValueError, KazooException):
+                live[t.worker_group] = -1
+        if live[t.worker_group] == 0:
+            t.waiting = f"no live worker in group {t.worker_group!r}"
 
 
 @router.get("/{instance_id}/tasks", response_model=TaskInstancePage)
@@ -83,3 +109,53 @@ def list_instance_tasks(
         rows, total = runs.instance_tasks(s, instance_id, limit=limit, offset=offset)
         items = [TaskInstanceOut.from_row(t) for t in rows]
     return TaskInstancePage(items=items, total=total)
+
+
+# -- control --------------------------------------------------------------------------------------
+
+_ACTIONS: dict[str, Callable[[Session, int], control.Accepted]] = {
+    "stop": control.stop,
+    "pause": control.pause,
+    "resume": control.resume,
+    "rerun": control.rerun,
+    "recover-failed": control.recover_failed,
+}
+
+
+def _act(action: str, instance_id: int, ctx: ApiContext) -> ActionAccepted:
+    with ctx.session_factory.begin() as s:
+        done = _ACTIONS[action](s, instance_id)
+    log.info("api: instance %d: %s (%s)", instance_id, done.action, done.state)
+    return ActionAccepted(instance_id=done.instance_id, state=done.state, action=done.action)
+
+
+@router.post("/{instance_id}/stop", response_model=ActionAccepted, status_code=202)
+def stop_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
+    """Stop: queued tasks are cancelled, running ones killed; the instance reaches STOP even
+    when a worker is gone (running tasks are forced to KILL after ``master.kill_grace_s``)."""
+    return _act("stop", instance_id, ctx)
+
+
+@router.post("/{instance_id}/pause", response_model=ActionAccepted, status_code=202)
+def pause_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
+    """Pause: nothing new starts, running tasks finish, then the instance rests in PAUSE."""
+    return _act("pause", instance_id, ctx)
+
+
+@router.post("/{instance_id}/resume", response_model=ActionAccepted, status_code=202)
+def resume_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
+    """Resume a PAUSE instance where it stopped."""
+    return _act("resume", instance_id, ctx)
+
+
+@router.post("/{instance_id}/rerun", response_model=ActionAccepted, status_code=202)
+def rerun_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
+    """Run a finished instance again from the start (a new run; earlier attempts are kept)."""
+    return _act("rerun", instance_id, ctx)
+
+
+@router.post("/{instance_id}/recover-failed", response_model=ActionAccepted, status_code=202)
+def recover_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
+    """Run a FAILURE or STOP instance again from its failed, killed and skipped tasks, keeping
+    the tasks that succeeded."""
+    return _act("recover-failed", instance_id, ctx)

@@ -1,5 +1,5 @@
-"""/task-instances: one attempt, and its log (a window of lines, or the whole file), read only
-from inside the configured log directory."""
+"""/task-instances: one attempt, its log (a window of lines, or the whole file, read only from
+inside the configured log directory), and the kill and force-success requests."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
 from api.deps import ApiContext, get_ctx
-from api.schemas import ERROR_RESPONSES, MAX_ID, DbId, LogWindow, TaskInstanceOut
-from common.db import runs
+from api.schemas import ERROR_RESPONSES, MAX_ID, ActionAccepted, DbId, LogWindow, TaskInstanceOut
+from common import signals
+from common.db import control, runs
 from common.db.models import TaskInstance
-from common.errors import Forbidden, NotFound
+from common.errors import CoordinationUnavailable, Forbidden, NotFound
 from common.states import TASK_TERMINAL
 
 log = logging.getLogger(__name__)
@@ -107,3 +108,36 @@ def download_log(task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> 
         media_type="text/plain; charset=utf-8",
         filename=f"task-{row.id}-{row.name}-attempt-{row.attempt}.log",
     )
+
+
+def _accepted(done: control.Accepted) -> ActionAccepted:
+    return ActionAccepted(
+        instance_id=done.instance_id,
+        task_instance_id=done.task_instance_id,
+        state=done.state,
+        action=done.action,
+    )
+
+
+@router.post("/{task_instance_id}/kill", response_model=ActionAccepted, status_code=202)
+def kill(task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
+    """Kill an attempt: a queued one at once; a running one by its worker (SIGTERM, then SIGKILL
+    after the worker's kill grace), which records KILL; if its worker is gone, at once."""
+    if not ctx.zk_connected(wait_s=2.0):
+        raise CoordinationUnavailable("ZooKeeper is unreachable; cannot reach the worker")
+    lease = ctx.zk.client.exists(ctx.zk.paths.lease(task_instance_id)) is not None
+    with ctx.session_factory.begin() as s:
+        done = control.kill_task(s, task_instance_id, lease)
+    if done.kill_worker:
+        signals.request_kill(ctx.zk, done.kill_worker, task_instance_id, "api")
+    log.info("api: task instance %d: %s", task_instance_id, done.action)
+    return _accepted(done)
+
+
+@router.post("/{task_instance_id}/force-success", response_model=ActionAccepted, status_code=202)
+def force_success(task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
+    """Mark a failed or killed attempt (the task's latest) FORCED_SUCCESS."""
+    with ctx.session_factory.begin() as s:
+        done = control.force_success(s, task_instance_id)
+    log.info("api: task instance %d: %s", task_instance_id, done.action)
+    return _accepted(done)
