@@ -259,7 +259,10 @@ def decide(
             continue
         ups = [u for u in dag.deps[name] if u in in_scope]
         statuses = [_upstream_status(u, name, latest, final_failed) for u in ups]
-        verdict, why = trigger(spec.task(name).trigger_rule, statuses)
+        task = spec.task(name)
+        # a CONDITIONS node routes on its upstreams' outcome, so it runs once they are all done
+        rule = "all_done" if task.type == "CONDITIONS" else task.trigger_rule
+        verdict, why = trigger(rule, statuses)
         if verdict is True:
             create.append(ToCreate(name, numbers.get(name, 0) + 1, why))
         elif verdict is False:
