@@ -1,0 +1,92 @@
+"""A third-party task type: the ECHO package under tests/plugins is pip-installed into a temp
+directory put on sys.path; its entry points make ECHO a known type with its own validator (spec
+validation and the REST API) and a worker runs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from task_type_support import log_of, run_tasks
+
+import worker.task_types as worker_types
+from api.app import create_app
+from common import task_types
+from common.db.engine import SessionFactory
+from common.errors import ValidationError
+from common.settings import Settings
+from common.spec import parse_workflow_spec
+from common.zk import ZkClient
+from worker.server import WorkerServer
+
+pytest_plugins = ["task_type_support"]
+
+PLUGIN_SRC = Path(__file__).resolve().parent.parent / "plugins" / "dk_echo_plugin"
+
+
+@pytest.fixture
+def echo_plugin(tmp_path: Path, timeout_scale: float) -> Iterator[Path]:
+    src = tmp_path / "src"
+    shutil.copytree(PLUGIN_SRC, src)  # the build writes into the source directory
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(src)],
+        check=True, timeout=300 * timeout_scale,
+    )  # fmt: skip
+    assert (target / "dk_echo_plugin").is_dir()
+    sys.path.insert(0, str(target))
+    try:
+        yield target
+    finally:
+        sys.path.remove(str(target))
+        for mod in [m for m in sys.modules if m.startswith("dk_echo_plugin")]:
+            del sys.modules[mod]
+        task_types._plugin_types.discard("ECHO")
+        task_types._validators.pop("ECHO", None)
+        worker_types._plugins.pop("ECHO", None)
+        worker_types._registry.pop("ECHO", None)
+        worker_types._instances.pop("ECHO", None)
+
+
+def test_plugin_type_is_validated_and_runs_on_a_worker(
+    echo_plugin: Path,
+    sf: SessionFactory,
+    zk: ZkClient,
+    start_worker: Callable[..., WorkerServer],
+    settings: Settings,
+    timeout_scale: float,
+) -> None:
+    assert "ECHO" in task_types.load_plugins(force=True)
+    assert "ECHO" in task_types.known_types()
+    # the plugin's own validator names the field
+    with pytest.raises(ValidationError) as e:
+        parse_workflow_spec({"name": "w", "tasks": [{"name": "e", "type": "echo", "times": 99}]})
+    assert "task 'e': message: is required" in e.value.message and "times" in e.value.message
+
+    s = settings.model_copy(deep=True)
+    s.api.token = "t"
+    with TestClient(create_app(s, sf, zk)) as c:
+        c.headers["Authorization"] = "Bearer t"
+        ok = {"name": "wf", "tasks": [{"name": "e", "type": "ECHO", "message": "hi"}]}
+        assert c.post("/api/v1/workflows", json=ok).status_code == 201
+        bad = {"name": "wf2", "tasks": [{"name": "e", "type": "ECHO", "times": 2}]}
+        r = c.post("/api/v1/workflows", json=bad)
+        assert r.status_code == 422 and "message" in r.json()["error"]["message"]
+
+    start_worker()  # discovers the entry point at start
+    assert "ECHO" in worker_types.supported_types()
+    _, got = run_tasks(
+        sf,
+        zk,
+        [{"type": "ECHO", "message": "hello-plugin", "times": 3, "env": {"greeting": "hey"}}],
+        timeout_scale,
+    )
+    (row,) = got.values()
+    assert (row.state, row.output) == ("SUCCESS", {"echoed": "hello-plugin"}), log_of(row)
+    assert log_of(row).count("hello-plugin\n") == 3 and "plugin env hey" in log_of(row)
+    assert type(worker_types.get_task_type("ECHO")).__module__ == "dk_echo_plugin"
