@@ -15,8 +15,8 @@ from common.spec import NAME_PATTERN
 
 Kind = Literal["POSTGRESQL", "MYSQL"]
 _KIND_ALIASES = {"POSTGRES": "POSTGRESQL", "PG": "POSTGRESQL", "MARIADB": "MYSQL"}
-_DRIVER_KINDS = {"postgresql": "POSTGRESQL", "postgres": "POSTGRESQL", "mysql": "MYSQL",
-                 "mariadb": "MYSQL"}  # fmt: skip
+_DRIVER_KINDS: dict[str, Kind] = {"postgresql": "POSTGRESQL", "postgres": "POSTGRESQL",
+                                  "mysql": "MYSQL", "mariadb": "MYSQL"}  # fmt: skip
 
 
 def _kind(v: Any) -> Any:

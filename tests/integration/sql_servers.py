@@ -1,8 +1,10 @@
-"""Database servers for the SQL/PROCEDURE task tests: a private MariaDB (skipped with the reason
-when mariadbd is not installed: ``apt-get install -y mariadb-server``) and datasource rows."""
+"""Database servers for the SQL/PROCEDURE task tests (a pytest plugin: ``pytest_plugins``): a
+private MariaDB (skipped with the reason when mariadbd is not installed: ``apt-get install -y
+mariadb-server``), a target database on the test PostgreSQL, and datasource rows."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -11,14 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from common.crypto import SecretBox
 from common.db.engine import SessionFactory
 from common.db.models import Datasource
-from common.localserver import free_port, wait_for
+from common.localserver import PostgresServer, free_port, wait_for
 from common.settings import Settings
 
 MARIA_USER, MARIA_PASSWORD, MARIA_DB = "dk", "maria-Secret-77", "dk"
+_numbers = itertools.count(1)
 
 
 @dataclass
@@ -94,3 +98,22 @@ def add_datasource(
     with sf.begin() as s:
         s.add(Datasource(name=name, kind=kind, host="127.0.0.1", port=port, database=database,
                          username=user, password_enc=enc, options={}))  # fmt: skip
+
+
+@pytest.fixture
+def target(pg_server: PostgresServer) -> Iterator[str]:
+    """A second database on the test's PostgreSQL with a small table and a procedure."""
+    name = f"dk_target_{next(_numbers)}"
+    url = pg_server.create_database(name)
+    eng = create_engine(url)
+    with eng.begin() as c:
+        c.execute(text("CREATE TABLE items (id int PRIMARY KEY, name text, qty int)"))
+        c.execute(text("INSERT INTO items VALUES (1, 'apple', 5), (2, 'pear', 7), (3, 'plum', 9)"))
+        c.execute(text("CREATE TABLE audit (what text)"))
+        c.execute(text(
+            "CREATE PROCEDURE add_mul(IN a int, IN b int, OUT s int, OUT p int) LANGUAGE plpgsql"
+            " AS $$ BEGIN s := a + b; p := a * b; END $$"
+        ))  # fmt: skip
+    eng.dispose()
+    yield name
+    pg_server.drop_database(name)

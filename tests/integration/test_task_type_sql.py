@@ -5,14 +5,12 @@ datasource passwords absent from every task log."""
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
-from sql_servers import MARIA_DB, MARIA_PASSWORD, MARIA_USER, Maria, add_datasource, maria  # noqa: F401
+from sql_servers import MARIA_DB, MARIA_PASSWORD, MARIA_USER, Maria, add_datasource
 from sqlalchemy import create_engine, text
 from task_type_support import create_typed_run, log_of, push, run_tasks, wait_rows
 
@@ -23,29 +21,9 @@ from common.settings import Settings
 from common.zk import ZkClient
 from worker.server import WorkerServer
 
-pytest_plugins = ["task_type_support"]
+pytest_plugins = ["task_type_support", "sql_servers"]
 
 PG_PASSWORD = "pg-Secret-991"
-_numbers = itertools.count(1)
-
-
-@pytest.fixture
-def target(pg_server: PostgresServer) -> Iterator[str]:
-    """A second database on the test's PostgreSQL with a small table and a procedure."""
-    name = f"dk_target_{next(_numbers)}"
-    url = pg_server.create_database(name)
-    eng = create_engine(url)
-    with eng.begin() as c:
-        c.execute(text("CREATE TABLE items (id int PRIMARY KEY, name text, qty int)"))
-        c.execute(text("INSERT INTO items VALUES (1, 'apple', 5), (2, 'pear', 7), (3, 'plum', 9)"))
-        c.execute(text("CREATE TABLE audit (what text)"))
-        c.execute(text(
-            "CREATE PROCEDURE add_mul(IN a int, IN b int, OUT s int, OUT p int) LANGUAGE plpgsql"
-            " AS $$ BEGIN s := a + b; p := a * b; END $$"
-        ))  # fmt: skip
-    eng.dispose()
-    yield name
-    pg_server.drop_database(name)
 
 
 def all_logs(got: dict[int, Any]) -> str:
@@ -160,7 +138,7 @@ def test_sql_and_procedure_on_mariadb(
     zk: ZkClient,
     start_worker: Callable[..., WorkerServer],
     settings: Settings,
-    maria: Maria,  # noqa: F811
+    maria: Maria,
     timeout_scale: float,
 ) -> None:
     c = maria.connect(MARIA_USER, MARIA_PASSWORD, MARIA_DB)

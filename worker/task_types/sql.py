@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from common.crypto import SecretBox
 from common.db import datasources
+from common.errors import DagkeeperError
 from worker.task_types import TaskType, register, worker_context
 from worker.task_types.runner_common import runner_argv, substitute, task_params, write_request
 
@@ -37,7 +38,10 @@ def load_connection(name: str) -> datasources.ConnectionInfo:
             raise ValueError(f"datasource {name!r} does not exist")
         password = None
         if row.password_enc:
-            password = SecretBox.from_settings(ctx.settings).decrypt(row.password_enc)
+            try:
+                password = SecretBox.from_settings(ctx.settings).decrypt(row.password_enc)
+            except DagkeeperError as exc:  # a wrong key fails the attempt, it is not retried here
+                raise ValueError(f"datasource {name!r}: {exc.message}") from None
         return datasources.connection_info(row, password)
 
 
