@@ -1,5 +1,6 @@
 """The ZooKeeper client wrapper: connection with session state events that never block, epoch-
-bearing ephemeral registration, and helpers shared by masters and workers."""
+bearing ephemeral registration (the epoch, from PostgreSQL, is in the znode's data), and helpers
+shared by masters and workers."""
 
 from __future__ import annotations
 
@@ -103,11 +104,15 @@ class ZkClient:
         sid = self.client.client_id
         return int(sid[0]) if sid else 0
 
-    def register(self, path: str, data: dict[str, Any]) -> int:
-        """Create the ephemeral membership znode; return its czxid, the node's epoch."""
+    def register(self, path: str, data: dict[str, Any], epoch: int) -> int:
+        """Create the ephemeral membership znode with ``epoch`` in its data (``"epoch"``) and
+        return it. The epoch comes from PostgreSQL (``common.db.epochs.next_epoch``): a czxid
+        would repeat after ZooKeeper's data is wiped, an epoch must not."""
+        if epoch <= 0:
+            raise ValueError(f"{self.name}: a registration needs a positive epoch, not {epoch}")
         parent = path.rsplit("/", 1)[0]
         self.client.ensure_path(parent)
-        body = json.dumps(data).encode()
+        body = json.dumps({**data, "epoch": epoch}).encode()
         try:
             self.client.create(path, body, ephemeral=True)
         except NodeExistsError:
@@ -120,8 +125,15 @@ class ZkClient:
                     f"({stat.ephemeralOwner:#x}); is a second node running with this id?"
                 ) from None
             self.client.set(path, body)
-        _, stat = self.client.get(path)
-        return int(stat.czxid)
+        return epoch
+
+    def member_epoch(self, path: str) -> int | None:
+        """The epoch of a live registration (None once it is gone)."""
+        try:
+            raw, stat = self.client.get(path)
+        except NoNodeError:
+            return None
+        return registration_epoch(raw, int(stat.czxid))
 
     def set_json(self, path: str, data: dict[str, Any]) -> None:
         self.client.set(path, json.dumps(data).encode())
@@ -148,3 +160,16 @@ class ZkClient:
         if ``path`` is missing when it re-reads (after a new session on a wiped ensemble)."""
         self.client.ensure_path(path)
         return self.client.ChildrenWatch(path, callback)
+
+
+def registration_epoch(raw: bytes, czxid: int) -> int:
+    """The epoch a registration znode carries in its data; the czxid only for a znode written
+    by a node without one (an older version), which is what such a node used as its epoch."""
+    try:
+        data = json.loads(raw.decode() or "{}")
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    value = data.get("epoch") if isinstance(data, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return czxid

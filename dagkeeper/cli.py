@@ -74,7 +74,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         zk.stop()
         engine.dispose()
     print(doctor.report(findings, fixed, args.json))
-    return 0 if not findings or (args.repair and all(f.repairable for f in findings)) else 1
+    return doctor.exit_code(findings, args.repair)
 
 
 def cmd_standalone(args: argparse.Namespace) -> int:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from kazoo.exceptions import NoNodeError
-
 from common.db import attempts as q_attempts
 from common.db import instances as q_instances
 from common.db.engine import SessionFactory
@@ -18,14 +16,13 @@ log = logging.getLogger(__name__)
 
 
 def live_masters(zk: ZkClient) -> set[tuple[str, int]]:
-    """(master id, epoch) of every registered master."""
+    """(master id, epoch) of every registered master; the epoch is the one in the znode's data
+    (from PostgreSQL), never its czxid, which a wiped ZooKeeper hands out again."""
     out = set()
     for child in zk.children(zk.paths.masters()):
-        try:
-            _, stat = zk.client.get(zk.paths.master(child))
-        except NoNodeError:
-            continue
-        out.add((child, int(stat.czxid)))
+        epoch = zk.member_epoch(zk.paths.master(child))
+        if epoch is not None:
+            out.add((child, epoch))
     return out
 
 

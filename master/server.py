@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kazoo.recipe.watchers import ChildrenWatch
+from sqlalchemy.exc import SQLAlchemyError
 
 from common.db.engine import make_engine, make_session_factory
+from common.db.epochs import next_epoch
 from common.errors import CoordinationUnavailable
 from common.logs import setup_logging
 from common.settings import Settings
@@ -30,6 +32,8 @@ from master.runner import Identity, WorkflowRunner
 
 log = logging.getLogger(__name__)
 
+REGISTER_RETRY_S = 1.0  # how often a master without an epoch (no PostgreSQL) tries again
+
 
 class MasterServer:
     def __init__(self, settings: Settings, master_id: str | None = None) -> None:
@@ -40,7 +44,11 @@ class MasterServer:
         self.zk = ZkClient(settings.zk, name=f"master {self.master_id}")
         self.queue = TaskQueue(self.zk.client, self.zk.paths)
         self.runner = WorkflowRunner(
-            self.sf, self.queue, self.zk, kill_grace_s=settings.master.kill_grace_s
+            self.sf,
+            self.queue,
+            self.zk,
+            kill_grace_s=settings.master.kill_grace_s,
+            queue_high_water=settings.master.queue_high_water,
         )
         self.events: queue.Queue[Event] = queue.Queue()
         self.listener = NotifyListener(settings.db.url, self.events, f"master {self.master_id}")
@@ -53,15 +61,34 @@ class MasterServer:
         self._last_heartbeat = 0.0
         self._last_reconcile = 0.0
         self._watches: dict[str, ChildrenWatch] = {}
+        self._reregister = False  # a new session: register with a new epoch, then adopt
+        self._next_register = 0.0
 
     @property
     def actor(self) -> str:
         return f"master {self.master_id}@{self.epoch}"
 
     # lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, stop: threading.Event | None = None) -> None:
+        """Connect and register (retrying while PostgreSQL cannot hand out an epoch, until
+        ``stop`` is set), then watch membership and adopt orphaned instances."""
         self.zk.start()
-        self._register()
+        while True:
+            try:
+                self._register()
+                break
+            except SQLAlchemyError as exc:
+                log.error(
+                    "master %s: no epoch from PostgreSQL (%s); retrying registration",
+                    self.master_id,
+                    str(exc).splitlines()[0],
+                )
+                if stop is None:
+                    time.sleep(REGISTER_RETRY_S)
+                elif stop.wait(REGISTER_RETRY_S):
+                    raise CoordinationUnavailable(
+                        f"master {self.master_id}: stopped before it could register"
+                    ) from exc
         self._watch()
         self.listener.start()
         self.listener.ready.wait(timeout=10)
@@ -75,10 +102,50 @@ class MasterServer:
         self.engine.dispose()
 
     def _register(self) -> None:
-        self.epoch = self.zk.register(self.zk.paths.master(self.master_id), self._heartbeat_data())
+        """A new epoch from PostgreSQL (never reused, not even after ZooKeeper is wiped), then
+        the ephemeral znode carrying it. Raises SQLAlchemyError without PostgreSQL."""
+        epoch = next_epoch(self.sf)
+        data = self._heartbeat_data() | {"epoch": epoch}
+        self.zk.register(self.zk.paths.master(self.master_id), data, epoch)
+        self.epoch = epoch
         self.runner.identity = Identity(self.master_id, self.epoch)
         self.fenced = False
         log.info("%s: registered at %s", self.actor, self.zk.paths.master(self.master_id))
+
+    def _still_registered(self) -> bool:
+        """Our znode, with our epoch, survived the disconnection (same session)."""
+        if self.epoch == 0:
+            return False
+        try:
+            return self.zk.member_epoch(self.zk.paths.master(self.master_id)) == self.epoch
+        except Exception as exc:  # cannot tell: register anew (a new epoch is always safe)
+            log.warning("%s: cannot read our registration (%s)", self.actor, exc)
+            return False
+
+    def _try_reregister(self) -> None:
+        """After a new session: drop everything, register with a new epoch and adopt. Without
+        PostgreSQL (no epoch) or ZooKeeper, stay fenced and try again a second later."""
+        if not self.zk.connected.is_set() or time.monotonic() < self._next_register:
+            return
+        self.runner.drop_all()
+        self.epoch = 0
+        try:
+            self.zk.ensure_roots()  # a new session: the ensemble may have been wiped
+            self.queue.forget_paths()
+            self._register()
+        except Exception as exc:  # PostgreSQL or ZooKeeper away: fenced until it works
+            log.error(
+                "master %s: cannot re-register (%s); retrying",
+                self.master_id,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+            self.fenced = True
+            self._next_register = time.monotonic() + REGISTER_RETRY_S
+            return
+        self._reregister = False
+        self._watch()
+        self._membership_changed.set()
+        self._adopt()
 
     def _watch(self) -> None:
         """(Re)install the membership watches that are not alive (a watch ends for good when
@@ -121,7 +188,7 @@ class MasterServer:
             try:
                 ev = self.zk.events.get_nowait()
             except queue.Empty:
-                return
+                break
             if ev == SESSION_SUSPENDED:
                 log.warning("%s: ZooKeeper connection suspended; pausing", self.actor)
                 self.fenced = True
@@ -130,20 +197,15 @@ class MasterServer:
                 self.fenced = True
                 self.runner.drop_all()
                 self.epoch = 0
-            elif ev == SESSION_CONNECTED and self.fenced:
-                if self.epoch == 0 or not self.zk.client.exists(
-                    self.zk.paths.master(self.master_id)
-                ):
-                    self.runner.drop_all()
-                    self.zk.ensure_roots()  # a new session: the ensemble may have been wiped
-                    self.queue.forget_paths()
-                    self._register()
-                    self._watch()
-                    self._membership_changed.set()
-                    self._adopt()
-                else:
+                self._reregister = True
+            elif ev == SESSION_CONNECTED and self.fenced and not self._reregister:
+                if self._still_registered():
                     log.info("%s: ZooKeeper connection resumed", self.actor)
                     self.fenced = False
+                else:
+                    self._reregister = True
+        if self._reregister:
+            self._try_reregister()
 
     def _adopt(self) -> None:
         adopted = failover.adopt_orphans(
@@ -164,6 +226,9 @@ class MasterServer:
         nxt = self.runner.next_timer()
         if nxt is not None:
             timeout = max(0.0, min(timeout, (nxt - datetime.now(UTC)).total_seconds()))
+        wait = self.runner.refill_wait()  # attempts held back by the queue's high-water mark
+        if wait is not None:
+            timeout = min(timeout, wait)
         dirty: set[int] = set()
         want_commands = False
         resync = False
@@ -214,6 +279,7 @@ class MasterServer:
         partial -= dirty
         if partial:
             self.runner.step(partial, changed)
+        self.runner.refill(kick=bool(changed or reload))
         if now - self._last_heartbeat >= m.heartbeat_interval_s:
             self._last_heartbeat = now
             self.zk.set_json(self.zk.paths.master(self.master_id), self._heartbeat_data())
@@ -250,7 +316,7 @@ def main(settings: Settings) -> int:
         signal.signal(sig, lambda *_: stop.set())
     server = MasterServer(settings)
     try:
-        server.start()
+        server.start(stop)
     except CoordinationUnavailable as exc:
         log.error("%s", exc)
         return 2

@@ -27,7 +27,8 @@ RETRY_AFTER_S = 2.0
 
 @dataclass(frozen=True)
 class Claim:
-    """A queue entry this worker now holds the lease of; ``epoch`` is the lease (fencing) token."""
+    """A queue entry this worker now holds the lease of; ``epoch`` is the lease (fencing) token:
+    the epoch of the worker's registration, from PostgreSQL, so unique per registration."""
 
     group: str
     key: str

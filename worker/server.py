@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from common.db.engine import make_engine
+from common.db.epochs import next_epoch
 from common.settings import Settings
 from common.zk import SESSION_CONNECTED, SESSION_LOST, SESSION_SUSPENDED, ZkClient
 from worker import WorkerLog
@@ -248,13 +249,14 @@ class WorkerServer:
         }
 
     def _register(self, zk: ZkClient) -> int:
+        """Take a new epoch from PostgreSQL (it is also the lease token of every claim of this
+        registration, unique for ever, even across a wiped ZooKeeper) and register under every
+        group with it. Raises without PostgreSQL; ``_maybe_reconnect`` tries again."""
         paths = [zk.paths.worker(g, self.worker_id) for g in self.groups]
+        epoch = next_epoch(self.engine)
         data = self._registration()
-        epoch = zk.register(paths[0], data)
-        data["epoch"] = epoch
-        zk.set_json(paths[0], data)
-        for path in paths[1:]:
-            zk.register(path, data)
+        for path in paths:
+            zk.register(path, data, epoch)
         self._reg_paths = paths
         return epoch
 

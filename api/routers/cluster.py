@@ -12,6 +12,7 @@ from kazoo.exceptions import NoNodeError
 
 from api.deps import ApiContext, get_ctx
 from api.schemas import ERROR_RESPONSES, ClusterOut, Member
+from common.zk import registration_epoch
 from common.zk_paths import ZkPaths
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def _children(client: KazooClient, path: str) -> list[str]:
 
 
 def _read(client: KazooClient, path: str) -> tuple[dict[str, Any], int] | None:
-    """The znode's JSON object and its czxid (the member's epoch); None if it vanished."""
+    """The znode's JSON object and the member's epoch (from the data; None if it vanished)."""
     try:
         raw, stat = client.get(path)
     except NoNodeError:
@@ -39,7 +40,7 @@ def _read(client: KazooClient, path: str) -> tuple[dict[str, Any], int] | None:
         data = json.loads(raw.decode() or "{}")
     except (ValueError, UnicodeDecodeError):
         data = {}
-    return (data if isinstance(data, dict) else {}), int(stat.czxid)
+    return (data if isinstance(data, dict) else {}), registration_epoch(raw, int(stat.czxid))
 
 
 def _int(value: Any) -> int | None:
@@ -49,14 +50,14 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def member(member_id: str, data: dict[str, Any], czxid: int, group: str | None = None) -> Member:
+def member(member_id: str, data: dict[str, Any], epoch: int, group: str | None = None) -> Member:
     groups = data.get("groups")
     group_list = [str(g) for g in groups] if isinstance(groups, list) else []
     if group and group not in group_list:
         group_list.append(group)
     return Member(
         id=member_id,
-        epoch=czxid,
+        epoch=epoch,
         host=data.get("host"),
         pid=_int(data.get("pid")),
         groups=group_list,

@@ -384,10 +384,10 @@ def test_log_outside_log_dir_is_refused(api: Api) -> None:
 
 def test_cluster_reads_zookeeper(api: Api) -> None:
     zk, paths = api.zk, api.zk.paths
-    m_epoch = zk.register(paths.master("m1"), {"host": "hm", "pid": 11, "start_time": "t"})
+    m_epoch = zk.register(paths.master("m1"), {"host": "hm", "pid": 11, "start_time": "t"}, 41)
     w_data = {"host": "hw", "pid": 22, "groups": ["default", "gpu"], "capacity": 4, "load": 1}
-    w_epoch = zk.register(paths.worker("default", "w1"), w_data)
-    zk.register(paths.worker("gpu", "w1"), w_data)
+    w_epoch = zk.register(paths.worker("default", "w1"), w_data, 42)
+    zk.register(paths.worker("gpu", "w1"), w_data, 42)
     zk.client.ensure_path(paths.queue("default"))
     for i in range(3):
         zk.client.create(paths.queue_entry("default", f"2_{i:019d}_2_{i:019d}"), b"")

@@ -317,7 +317,7 @@ def test_registration_and_lease_znodes(
         assert data["capacity"] == 3 and data["groups"] == ["default", "gpu"]
         assert data["epoch"] == w.epoch
         assert stat.ephemeralOwner == session_of(w).session_id
-    assert zk.client.get(paths[0])[1].czxid == w.epoch
+    assert zk.member_epoch(paths[0]) == w.epoch
 
     run = create_run(
         sf, [{"command": f"while [ ! -e {flag} ]; do sleep 0.05; done", "worker_group": "gpu"}]
