@@ -1,5 +1,6 @@
 """The ZooKeeper priority queue: fixed-width keys whose string order is dispatch order, batched
-pushes in transactions, and a claim that is one transaction (delete entry + create lease)."""
+pushes in transactions (bounded by a high-water mark that holds across masters), and a claim that
+is one transaction (delete entry + create lease)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from common.zk_paths import ZkPaths
 
@@ -16,6 +17,8 @@ log = logging.getLogger(__name__)
 
 ID_WIDTH = 19  # a PostgreSQL bigint has at most 19 digits
 TXN_BATCH = 500  # operations per ZooKeeper transaction (well under jute.maxbuffer)
+# A bounded push gives up after this many lost races with other masters (it is retried later).
+BOUNDED_PUSH_TRIES = 16
 
 
 @dataclass(frozen=True, order=True)
@@ -66,10 +69,15 @@ class TaskQueue:
         self.client = client
         self.paths = paths
         self._known_groups: set[str] = set()
+        # group -> (data version of the queue node, upper bound of its child count) as of our
+        # last bounded push; workers only delete entries, so the bound holds while the version
+        # does (every bounded push bumps it)
+        self._depth: dict[str, tuple[int, int]] = {}
 
     def forget_paths(self) -> None:
         """Ensure group paths again from now on (a new session: ZooKeeper may have been wiped)."""
         self._known_groups.clear()
+        self._depth.clear()
 
     def _ensure_group(self, group: str) -> None:
         if group not in self._known_groups:
@@ -100,6 +108,68 @@ class TaskQueue:
                     pass
                 done += 1
         return done
+
+    def depth(self, group: str) -> int:
+        """The group's current number of entries (one cheap call: the node's Stat)."""
+        self._ensure_group(group)
+        stat = self.client.exists(self.paths.queue(group))
+        if stat is None:
+            self._known_groups.discard(group)
+            return 0
+        self._depth[group] = (stat.version, stat.numChildren)
+        return int(stat.numChildren)
+
+    def push_bounded(self, group: str, keys: list[QueueKey], high_water: int) -> list[QueueKey]:
+        """Push a prefix of ``keys`` (give them in dispatch order) so that the group never holds
+        more than ``high_water`` entries, whoever else pushes: each transaction also bumps the
+        queue node's data version from the one its count was read at, so a concurrent push by
+        another master fails it and we count again. Returns the keys now queued (a prefix, plus
+        any that were queued already); the caller keeps the rest for later."""
+        if not keys:
+            return []
+        self._ensure_group(group)
+        path = self.paths.queue(group)
+        todo = list(keys)
+        done = 0
+        cached = self._depth.get(group)
+        for _ in range(BOUNDED_PUSH_TRIES):
+            if done >= len(todo):
+                break
+            left = len(todo) - done
+            if cached is None or high_water - cached[1] < left:
+                self.depth(group)  # the bound does not fit everything: count again
+                cached = self._depth.get(group)
+                if cached is None:
+                    break
+                room = high_water - cached[1]
+                if room <= 0:
+                    break
+            else:
+                room = left
+            version, count = cached
+            batch = todo[done : done + min(room, left, TXN_BATCH - 1)]
+            txn = self.client.transaction()
+            txn.set_data(path, b"", version=version)
+            for k in batch:
+                txn.create(self.paths.queue_entry(group, str(k)), b"")
+            results = txn.commit()
+            if not any(isinstance(r, Exception) for r in results):
+                cached = (version + 1, count + len(batch))
+                self._depth[group] = cached
+                done += len(batch)
+                continue
+            cached = None  # lost a race (version moved) or an entry exists: count again
+            self._depth.pop(group, None)
+            if isinstance(results[0], BadVersionError):
+                continue
+            exists = [k for k, r in zip(batch, results[1:], strict=True) if _exists(r)]
+            if exists:
+                # already queued (a re-push after a crash): present, and counted by ZooKeeper
+                present = set(exists)
+                rest = [k for k in todo[done:] if k not in present]
+                todo = todo[:done] + exists + rest
+                done += len(exists)
+        return todo[:done]
 
     def claim(self, group: str, key: str, lease_data: bytes) -> bool:
         """Atomically take ``key``: delete the entry and create our ephemeral lease. Exactly one
@@ -143,3 +213,7 @@ class TaskQueue:
             return {int(c) for c in self.client.get_children(self.paths.leases()) if c.isdigit()}
         except NoNodeError:
             return set()
+
+
+def _exists(result: object) -> bool:
+    return isinstance(result, NodeExistsError)

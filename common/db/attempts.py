@@ -1,5 +1,5 @@
 """Task-attempt queries for masters: read the attempts of instances, insert new attempts in one
-set-based statement, and mark pushed attempts DISPATCHED."""
+set-based statement, pick SUBMITTED attempts in queue order, and mark pushed ones DISPATCHED."""
 
 from __future__ import annotations
 
@@ -131,6 +131,41 @@ def submitted_of(s: Session, instance_ids: list[int]) -> list[CreatedAttempt]:
         {"ids": instance_ids},
     ).all()
     return [CreatedAttempt(*r) for r in rows]
+
+
+def submitted_in_order(
+    s: Session, instance_ids: list[int], group: str, limit: int
+) -> list[CreatedAttempt]:
+    """The first ``limit`` SUBMITTED attempts of ``instance_ids`` in ``group``, in queue-key
+    order (workflow priority, instance id, task priority, attempt id)."""
+    if not instance_ids or limit <= 0:
+        return []
+    rows = s.execute(
+        text(
+            "SELECT t.id, t.workflow_instance_id, t.name, t.priority, t.worker_group"
+            " FROM task_instance t JOIN workflow_instance w ON w.id = t.workflow_instance_id"
+            " WHERE t.workflow_instance_id = ANY(:ids) AND t.state = 'SUBMITTED'"
+            " AND t.worker_group = :g"
+            " ORDER BY w.priority, t.workflow_instance_id, t.priority, t.id LIMIT :n"
+        ),
+        {"ids": instance_ids, "g": group, "n": limit},
+    ).all()
+    return [CreatedAttempt(*r) for r in rows]
+
+
+def submitted_counts(s: Session, instance_ids: list[int]) -> dict[tuple[int, str], int]:
+    """How many SUBMITTED attempts each of ``instance_ids`` has, per worker group."""
+    if not instance_ids:
+        return {}
+    rows = s.execute(
+        text(
+            "SELECT workflow_instance_id, worker_group, count(*) FROM task_instance"
+            " WHERE workflow_instance_id = ANY(:ids) AND state = 'SUBMITTED'"
+            " GROUP BY workflow_instance_id, worker_group"
+        ),
+        {"ids": instance_ids},
+    ).all()
+    return {(int(w), str(g)): int(n) for w, g, n in rows}
 
 
 def load_versions(s: Session, keys: list[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
