@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,11 @@ from worker.task_types.runner_common import runner_argv, substitute, task_params
 
 DEFAULT_MAX_ROWS = 1000
 
-# workdir -> the connection JSON (with the password) for the spawn that follows prepare
-_pending: dict[str, bytes] = {}
+# workdir -> (time, connection JSON with the password) for the spawn that follows prepare; an
+# entry whose spawn never came (cancelled in between) is dropped after PENDING_TTL_S
+_pending: dict[str, tuple[float, bytes]] = {}
 _pending_lock = threading.Lock()
+PENDING_TTL_S = 300.0
 
 
 def load_connection(name: str) -> datasources.ConnectionInfo:
@@ -64,13 +67,16 @@ class _DatasourceTask(TaskType):
         )
         conn = load_connection(name)
         path = write_request(workdir, req)
+        now = time.monotonic()
         with _pending_lock:
-            _pending[str(workdir)] = json.dumps(conn.as_request()).encode()
+            for key in [k for k, (t, _) in _pending.items() if now - t > PENDING_TTL_S]:
+                del _pending[key]
+            _pending[str(workdir)] = (now, json.dumps(conn.as_request()).encode())
         return runner_argv("worker.task_types.sql_run", path)
 
     def spawn(self, argv: list[str], env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
         with _pending_lock:
-            secret = _pending.pop(str(workdir), b"{}")
+            _, secret = _pending.pop(str(workdir), (0.0, b"{}"))
         proc = subprocess.Popen(
             argv,
             cwd=workdir,
