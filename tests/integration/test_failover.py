@@ -14,8 +14,11 @@ from typing import Any
 
 import psutil
 import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 from common.localserver import ZookeeperServer, free_port
+from common.zk import registration_epoch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
 from harness import Cluster, group_alive  # noqa: E402
@@ -269,6 +272,95 @@ def test_zookeeper_wiped_work_continues(
         _done(c, iid, 90)
         print(f"\nZooKeeper wiped: instance finished {time.monotonic() - wiped_at:.1f}s later")
         c.wait_registered(1, 2)
+        _assert_clean(c)
+        ok = True
+    finally:
+        c.close()
+        zk.stop()
+        if not ok:
+            print(c.logs())
+
+
+def _registered_epochs(hosts: str, root: str) -> dict[str, tuple[int, int]]:
+    """``masters/<id>`` or ``workers/<group>/<id>`` -> (epoch from the data, czxid) of every
+    registration."""
+    kz = KazooClient(hosts=hosts)
+    kz.start(timeout=30)
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        members = [f"{root}/nodes/masters/{m}" for m in kz.get_children(f"{root}/nodes/masters")]
+        for g in kz.get_children(f"{root}/nodes/workers"):
+            members += [
+                f"{root}/nodes/workers/{g}/{w}"
+                for w in kz.get_children(f"{root}/nodes/workers/{g}")
+            ]
+        for path in members:
+            try:
+                raw, stat = kz.get(path)
+            except NoNodeError:
+                continue
+            name = path.removeprefix(f"{root}/nodes/")
+            out[name] = (registration_epoch(raw, stat.czxid), stat.czxid)
+    finally:
+        kz.stop()
+        kz.close()
+    return out
+
+
+def test_epochs_never_repeat_after_zookeeper_wipe(
+    server_root: Path, db_url: str, zk_root: str, timeout_scale: float
+) -> None:
+    """A wiped ZooKeeper hands out small czxids again; epochs come from PostgreSQL and keep
+    growing: a master restarted on the new ensemble gets an epoch above every owner epoch and
+    lease token ever recorded, and adopts the instance of its dead predecessor."""
+    zk_dir = server_root / f"zk-epochs{zk_root.replace('/', '_')}"
+    zk = ZookeeperServer(zk_dir, free_port(), tick_ms=500, fsync=False)
+    zk.start(timeout=60 * timeout_scale)
+    c = Cluster(zk_dir / "cluster", db_url, zk.hosts, zk_root, timeout_scale, SESSION_S)
+    ok = False
+    try:
+        c.master("m1")
+        c.worker("w1")
+        c.wait_registered(1, 1)
+        first = c.submit([{"name": "a", "command": "true"}, {"name": "b", "command": "true"}])
+        _done(c, first)
+        # an instance in flight when the whole cluster goes: its owner's epoch is the old one
+        iid = c.submit(
+            [
+                {"name": "a", "command": "sleep 1"},
+                {"name": "b", "command": "sleep 1", "depends_on": ["a"]},
+            ]
+        )
+        c.wait(_running(c, iid, "a"), 30, "a RUNNING")
+        before = _registered_epochs(zk.hosts, zk_root)
+        c.kill9("m1")
+        zk.stop()
+        # every epoch recorded so far (nobody can register anew while ZooKeeper is down)
+        recorded = c.one(
+            "SELECT GREATEST((SELECT max(owner_epoch) FROM workflow_instance),"
+            " (SELECT max(lease_token) FROM task_instance))"
+        )
+        shutil.rmtree(zk.data_dir / "data")
+        zk.start(timeout=60 * timeout_scale)
+        c.restart("m1")  # a new master process (new id) on the wiped ensemble
+        c.wait_registered(1, 1, timeout=60)
+        after = c.wait(
+            lambda: (e := _registered_epochs(zk.hosts, zk_root)) and len(e) >= 2 and e,
+            60,
+            "master and worker registered on the new ensemble",
+        )
+        print(f"\nepochs before the wipe {before}, after {after}; max recorded {recorded}")
+        for name, (epoch, czxid) in after.items():
+            assert epoch > recorded, (name, epoch, recorded)
+            assert epoch not in {e for e, _ in before.values()}, (name, epoch, before)
+        # the czxids did start again: they would have repeated the old epochs' range
+        assert min(cz for _, cz in after.values()) < max(cz for _, cz in before.values())
+        _done(c, iid, 90)
+        # adopted by the new master under its new epoch
+        owner, owner_epoch = c.rows(
+            "SELECT owner, owner_epoch FROM workflow_instance WHERE id = :i", i=iid
+        )[0]
+        assert after[f"masters/{owner}"][0] == owner_epoch, (owner, owner_epoch, after)
         _assert_clean(c)
         ok = True
     finally:
