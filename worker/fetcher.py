@@ -1,5 +1,6 @@
-"""The queue fetcher: one long-lived children watch per group queue keeps the latest key list; a
-claim pass takes keys in dispatch order across all groups, each with one ZooKeeper transaction;
+"""The queue fetcher: a one-shot watch per group queue marks its cached key list stale, and a
+claim pass re-reads a stale list (at most every REFRESH_MIN_S while the cache still has untried
+keys), then takes keys in dispatch order across all groups, each with one ZooKeeper transaction;
 leases are released (pipelined) or handed back to the queue here too."""
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from worker import WorkerLog
 # A key we just claimed or failed to claim is not tried again for this long (the watch usually
 # removes it sooner; a key blocked by an existing lease is retried after it).
 RETRY_AFTER_S = 2.0
+# A changed queue is read again at once when the cached list has nothing left to try, else at
+# most this often: re-reading thousands of keys on every claim anybody makes was the worker's
+# largest cost; a key pushed meanwhile waits this long at most.
+REFRESH_MIN_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,11 @@ class QueueFetcher:
         self.log = WorkerLog(__name__, self.worker_id)
         self._wake = wake
         self._lock = threading.Lock()
-        # per group: the latest children list (from the watch) and, once needed, its sorted copy
-        self._lists: dict[str, list[str]] = {g: [] for g in self.groups}
+        # per group: the sorted key list as last read, when, and whether it changed since
         self._sorted: dict[str, list[str]] = {g: [] for g in self.groups}
-        self._seen: dict[str, list[str]] = {}
+        self._read_at: dict[str, float] = {}
+        self._stale: set[str] = set(self.groups)
+        self._watchers = {g: partial(self._on_change, g) for g in self.groups}
         self._tried: dict[str, float] = {}
         self._uncertain: list[Claim] = []
         self._to_release: set[int] = set()
@@ -61,33 +67,65 @@ class QueueFetcher:
 
     def start(self) -> None:
         for group in self.groups:
-            self.zk.watch_children(self.zk.paths.queue(group), partial(self._on_children, group))
+            self.zk.client.ensure_path(self.zk.paths.queue(group))
+        self._wake.set()  # the first claim pass reads every queue and arms its watch
 
     def close(self) -> None:
         """Ignore further watch callbacks (the client is about to be closed)."""
         self._closed = True
 
-    def _on_children(self, group: str, children: list[str]) -> None:
-        # kazoo thread: store and wake, nothing else
+    def _on_change(self, group: str, _event: Any) -> None:
+        # kazoo thread: mark and wake, nothing else (the watch is re-armed by the next read)
         if self._closed:
             return
         with self._lock:
-            self._lists[group] = children
+            self._stale.add(group)
         self._wake.set()
 
     def pending(self) -> int:
-        """Keys seen in the queues (including ones being claimed right now)."""
-        with self._lock:
-            return sum(len(v) for v in self._lists.values())
+        """Keys seen in the queues when last read (including ones being claimed right now)."""
+        return sum(len(v) for v in self._sorted.values())
 
-    def _candidates(self, now: float) -> Iterator[tuple[str, str]]:
-        """(key, group) in dispatch order over all groups: fixed-width keys sort as they should.
-        Only a group whose list changed is sorted again; the merge is lazy."""
+    def _refresh(self, now: float, timeout: float, force: bool = False) -> None:
+        """Re-read the stale groups that need it (``force``: all), arming a one-shot watch with
+        each read."""
         with self._lock:
-            fresh = {g: keys for g, keys in self._lists.items() if keys is not self._seen.get(g)}
-            self._seen.update(fresh)
-        for group, keys in fresh.items():
+            stale = [g for g in self.groups if g in self._stale]
+        for group in stale:
+            fresh = now - self._read_at.get(group, -REFRESH_MIN_S) < REFRESH_MIN_S
+            if fresh and not force and self._has_untried(group, now):
+                continue  # claim from the cache now; read it again on a later pass
+            with self._lock:
+                self._stale.discard(group)  # a change during the read marks it again
+            path = self.zk.paths.queue(group)
+            try:
+                try:
+                    keys = self._read(path, group, timeout)
+                except NoNodeError:  # a wiped ensemble: the queue comes back empty
+                    self.zk.client.ensure_path(path)
+                    keys = self._read(path, group, timeout)
+            except (KazooException, KazooTimeoutError) as exc:
+                self.log.warning("cannot read queue %s: %s", group, exc)
+                with self._lock:
+                    self._stale.add(group)
+                continue
             self._sorted[group] = sorted(keys)
+            self._read_at[group] = now
+
+    def _read(self, path: str, group: str, timeout: float) -> list[str]:
+        result = self.zk.client.get_children_async(path, watch=self._watchers[group])
+        return list(result.get(timeout=timeout))
+
+    def _has_untried(self, group: str, now: float) -> bool:
+        tried = self._tried
+        return any(tried.get(k, 0.0) <= now for k in self._sorted[group])
+
+    def _candidates(
+        self, now: float, timeout: float, force: bool = False
+    ) -> Iterator[tuple[str, str]]:
+        """(key, group) in dispatch order over all groups: fixed-width keys sort as they should.
+        Stale groups are read again first (see ``_refresh``); the merge is lazy."""
+        self._refresh(now, timeout, force)
         if len(self._tried) > 1024:
             self._tried = {k: t for k, t in self._tried.items() if t > now}
         per_group = [zip(keys, repeat(g)) for g, keys in self._sorted.items()]
@@ -99,7 +137,8 @@ class QueueFetcher:
         ends the pass, and the keys whose answers it lost are checked by the next ``flush``."""
         out: list[Claim] = []
         now = time.monotonic()
-        candidates = self._candidates(now)
+        candidates = self._candidates(now, timeout)
+        forced = False
         while len(out) < limit:
             batch: list[tuple[str, str, int]] = []
             for key, group in candidates:
@@ -115,7 +154,13 @@ class QueueFetcher:
                 if len(batch) >= limit - len(out):
                     break
             if not batch:
-                break
+                with self._lock:
+                    stale = bool(self._stale)
+                if forced or not stale:
+                    break
+                forced = True  # the cache ran dry while a queue changed: read it now
+                candidates = self._candidates(now, timeout, force=True)
+                continue
             pending = [(g, k, t, self._claim_async(g, k, t, lease_data)) for g, k, t in batch]
             interrupted = False
             for group, key, ti_id, result in pending:
