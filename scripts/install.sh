@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent setup: ZooKeeper, PostgreSQL and Java from apt when missing, then .venv (Python >= 3.11)
+# Idempotent setup: ZooKeeper, PostgreSQL, MariaDB and Java from apt when missing, then .venv (Python >= 3.11)
 # with the project installed editable; pip runs only when pyproject.toml or the package set changed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,6 +11,8 @@ pkgs=()
 [[ -f /usr/share/java/zookeeper.jar ]] || pkgs+=(zookeeper)
 command -v java >/dev/null 2>&1 || pkgs+=(default-jre-headless)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || pkgs+=(postgresql)
+# MariaDB: SQL tasks on MySQL-family datasources are tested against a private server
+[[ -x /usr/sbin/mariadbd ]] || pkgs+=(mariadb-server)
 if ((${#pkgs[@]})); then
     if [[ $(id -u) -eq 0 ]]; then
         sudo=()
@@ -25,7 +27,7 @@ if ((${#pkgs[@]})); then
     "${sudo[@]}" apt-get update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}"
 else
-    say "ZooKeeper, Java and PostgreSQL present"
+    say "ZooKeeper, Java, PostgreSQL and MariaDB present"
 fi
 
 # --- Python virtualenv --------------------------------------------------------------------------

@@ -225,7 +225,6 @@ def test_run_writes_instance_and_command(api: Api, db_url: str) -> None:
     body["priority"] = "high"
     body.update(worker_group="gpu", failure_strategy="CONTINUE", start_nodes=["load"])
     body.update(depend_mode="TASK_POST", dry_run=True)
-    body["backfill"] = {"dates": ["2024-01-01T00:00:00+00:00"], "mode": "PARALLEL"}
     iid = run(api, wid, body)
     try:
         assert select.select([listener], [], [], 5)[0], "no NOTIFY on the command channel"
@@ -242,7 +241,6 @@ def test_run_writes_instance_and_command(api: Api, db_url: str) -> None:
         opts = inst.run_options
         assert opts["worker_group"] == "gpu" and opts["start_nodes"] == ["load"]
         assert opts["dry_run"] is True and opts["depend_mode"] == "TASK_POST"
-        assert opts["backfill"]["mode"] == "PARALLEL"
         cmd = s.scalars(sa_select(Command).where(Command.instance_id == iid)).one()
         assert (cmd.type, cmd.workflow_id, cmd.instance_id) == ("START_PROCESS", wid, iid)
         assert (cmd.version, cmd.priority) == (1, 1)
