@@ -17,7 +17,7 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
-from common.localserver import ZookeeperServer, free_port
+from common.localserver import PostgresServer, ZookeeperServer, free_port
 from common.zk import registration_epoch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
@@ -368,6 +368,56 @@ def test_epochs_never_repeat_after_zookeeper_wipe(
         zk.stop()
         if not ok:
             print(c.logs())
+
+
+def _log_has(c: Cluster, name: str, text: str) -> bool:
+    return text in c.procs[name].log_path.read_text()
+
+
+def test_registration_waits_for_postgresql(
+    cluster: Cluster, pg_server: PostgresServer, zk_hosts: str, zk_root: str
+) -> None:
+    """Without PostgreSQL there is no epoch: a master starting, and a master and a worker whose
+    sessions expired, stay unregistered and retry; once it is back they register with new
+    epochs and work goes on."""
+    c = cluster
+    pg_server.stop()
+    try:
+        c.master("m1")
+        c.wait(lambda: _log_has(c, "m1", "no epoch from PostgreSQL"), 30, "m1 retrying")
+        assert _registered_epochs(zk_hosts, zk_root) == {}
+    finally:
+        pg_server.start()
+    c.engine.dispose()
+    c.worker("w1")
+    c.wait_registered(1, 1)
+    first = _registered_epochs(zk_hosts, zk_root)
+    # both sessions expire while PostgreSQL is down: re-registration waits for it
+    pg_server.stop()
+    try:
+        c.sigstop("m1")
+        c.sigstop("w1")
+        time.sleep(SESSION_S + 2)  # the sessions must expire: this is the fault itself
+        c.sigcont("m1")
+        c.sigcont("w1")
+        c.wait(lambda: _log_has(c, "m1", "cannot re-register"), 30, "m1 retrying")
+        c.wait(lambda: _log_has(c, "w1", "cannot re-register"), 30, "w1 retrying")
+        assert _registered_epochs(zk_hosts, zk_root) == {}
+    finally:
+        pg_server.start()
+    c.engine.dispose()
+    c.wait_registered(1, 1)
+    second = c.wait(
+        lambda: (e := _registered_epochs(zk_hosts, zk_root)) and len(e) == 2 and e,
+        30,
+        "both registered again",
+    )
+    print(f"\nepochs before {first}, after PostgreSQL came back {second}")
+    assert first.keys() == second.keys()
+    assert all(second[k][0] > max(e for e, _ in first.values()) for k in second), second
+    iid = c.submit([{"name": "a", "command": "true"}, {"name": "b", "command": "true"}])
+    _done(c, iid)
+    _assert_clean(c)
 
 
 def test_master_killed_during_failover(cluster: Cluster) -> None:
