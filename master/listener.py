@@ -1,5 +1,6 @@
 """LISTEN/NOTIFY wake-ups: a thread that turns PostgreSQL notifications into events on a queue,
-reconnecting with backoff and asking for a full resync after every reconnect."""
+reconnecting with backoff and asking for a full resync after every reconnect. A task's
+notification about an instance the listener's owner does not hold is dropped here."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import queue
 import select
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg2
@@ -41,11 +43,19 @@ def libpq_dsn(sqlalchemy_url: str) -> str:
 
 
 class NotifyListener(threading.Thread):
-    def __init__(self, db_url: str, events: queue.Queue[Event], actor: str) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        events: queue.Queue[Event],
+        actor: str,
+        wanted: Callable[[int], bool] | None = None,
+    ) -> None:
         super().__init__(name=f"listen-{actor}", daemon=True)
         self.dsn = libpq_dsn(db_url)
         self.events = events
         self.actor = actor
+        # which instances' attempt notifications matter (the owner's); None = all of them
+        self.wanted = wanted
         self.stopping = threading.Event()
         self.ready = threading.Event()
 
@@ -95,9 +105,14 @@ class NotifyListener(threading.Thread):
                 n = conn.notifies.pop(0)
                 if n.channel == CHANNEL_TASK:
                     try:
-                        self.events.put(parse_task_payload(n.payload))
+                        ev = parse_task_payload(n.payload)
                     except ValueError:
                         log.warning("%s: bad task notification %r", self.actor, n.payload)
+                        continue
+                    # an attempt of somebody else's instance: do not wake the loop for it
+                    if ev.task_instance_id and self.wanted and not self.wanted(ev.instance_id):
+                        continue
+                    self.events.put(ev)
                 elif not seen_command:
                     seen_command = True
                     self.events.put(Event("command"))

@@ -39,7 +39,7 @@ class MasterServer:
     def __init__(self, settings: Settings, master_id: str | None = None) -> None:
         self.settings = settings
         self.master_id = master_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.engine = make_engine(settings.db)
+        self.engine = make_engine(settings.db, pre_ping=False)  # a failed pass is retried
         self.sf = make_session_factory(self.engine)
         self.zk = ZkClient(settings.zk, name=f"master {self.master_id}")
         self.queue = TaskQueue(self.zk.client, self.zk.paths)
@@ -51,7 +51,9 @@ class MasterServer:
             queue_high_water=settings.master.queue_high_water,
         )
         self.events: queue.Queue[Event] = queue.Queue()
-        self.listener = NotifyListener(settings.db.url, self.events, f"master {self.master_id}")
+        self.listener = NotifyListener(
+            settings.db.url, self.events, f"master {self.master_id}", self.runner.owned.__contains__
+        )
         self.cron = CronLeader(self.sf, self.zk, self.master_id, settings.cron)
         self.epoch = 0
         self.started_at = datetime.now(UTC)
