@@ -2,14 +2,14 @@
 registration, so that an epoch never repeats, not even after ZooKeeper's data is wiped.
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 Create Date: 2026-11-25
 """
 
 from alembic import op
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

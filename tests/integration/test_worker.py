@@ -23,7 +23,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import make_url
 
-from common.db.attempts_worker import finish_attempt, load_attempt, mark_running
+from common.db.attempts_worker import Connections, finish_attempt, load_attempt, mark_running
 from common.db.engine import CHANNEL_TASK, SessionFactory, make_engine, make_session_factory
 from common.db.models import TaskInstance, WorkflowDefinition, WorkflowInstance, WorkflowVersion
 from common.localserver import free_port, wait_for
@@ -497,7 +497,9 @@ def test_unreachable_database_puts_claims_back(
     run = create_run(sf, ["echo never"] * 3)
     dead = make_engine(f"postgresql+psycopg2://nobody@127.0.0.1:{free_port()}/nothing")
     try:
-        w = start_worker(engine=dead, report_retry_deadline_s=0.3)
+        # registration needs PostgreSQL (epochs come from a sequence); then it goes away
+        w = start_worker(report_retry_deadline_s=0.3)
+        w.executor._db_conns = Connections(dead, 2)
         push(zk, run)
         wait_for(lambda: w.stats["unclaim"] >= 3, 20 * timeout_scale, what="claims put back")
         first = time.monotonic()
