@@ -41,6 +41,11 @@ MAX_PASSES = 64
 TASK_GROUP_RECHECK_S = 0.5
 # How often a master holding attempts back from a full ZooKeeper queue looks for room.
 QUEUE_RECHECK_S = 0.2
+# A step decides over the whole instance (about 8 us per task), so a large instance is stepped
+# at most once per this much per task (capped): its task events arriving meanwhile are batched
+# into one step, and deciding takes at most about a fifth of the master's time.
+PACE_PER_TASK_S = 0.00004
+PACE_MAX_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,9 @@ class WorkflowRunner:
         self._held_counts: dict[tuple[int, str], int] = {}
         self._queue_reason: dict[int, str | None] = {}  # instance -> the reason we last wrote
         self._next_refill = 0.0
+        self._last_step: dict[int, float] = {}  # instance -> monotonic time of its last step
+        self._deferred: set[int] = set()  # instances with task events not stepped yet
+        self._deferred_changed: set[int] = set()
         self.identity = Identity("", 0)
         self.owned: dict[int, OwnedInstance] = {}
         self._timers: list[tuple[datetime, int]] = []
@@ -572,10 +580,47 @@ class WorkflowRunner:
         return ids
 
     def refill_wait(self) -> float | None:
-        """Seconds until ``refill`` wants to look at the queues again; None when nothing waits."""
-        if not self._held:
-            return None
-        return max(0.0, self._next_refill - time.monotonic())
+        """Seconds until ``refill`` or a paced step wants to run; None when nothing waits."""
+        waits = []
+        now = time.monotonic()
+        if self._held:
+            waits.append(self._next_refill - now)
+        for iid in self._deferred:
+            inst = self.owned.get(iid)
+            if inst is not None:
+                waits.append(self._last_step.get(iid, 0.0) + _pace(inst) - now)
+        return max(0.0, min(waits)) if waits else None
+
+    def pace(
+        self, partial: set[int], changed: set[int], dirty: set[int]
+    ) -> tuple[set[int], set[int]]:
+        """Of the instances with task events (``partial``, attempts ``changed``) and those
+        deferred before, the ones to step now: a large instance whose last step was less than
+        its pace ago waits (its events are kept), so that a burst of finishing tasks costs one
+        decision over the instance, not one per task. Instances in ``dirty`` are stepped in
+        full anyway."""
+        now = time.monotonic()
+        self._deferred -= dirty
+        self._deferred_changed |= changed
+        ready: set[int] = set()
+        for iid in partial | self._deferred:
+            inst = self.owned.get(iid)
+            if inst is not None and now - self._last_step.get(iid, 0.0) < _pace(inst):
+                self._deferred.add(iid)
+                continue
+            self._deferred.discard(iid)
+            ready.add(iid)
+            self._last_step[iid] = now
+        for iid in dirty:
+            self._last_step[iid] = now
+        if len(self._last_step) > 2 * len(self.owned) + 64:
+            self._last_step = {i: t for i, t in self._last_step.items() if i in self.owned}
+        if not ready:
+            return ready, set()
+        # step() loads every changed row into the cache of whichever instance holds it, so the
+        # instances still deferred need no reload later, only a decision
+        out, self._deferred_changed = self._deferred_changed, set()
+        return ready, out
 
     def refill(self, kick: bool = False, recount: bool = False) -> int:
         """Queue held-back attempts of ours in queue order, as far as the high-water mark allows
@@ -679,6 +724,10 @@ class WorkflowRunner:
             worker_group=group,
             spec=spec,
         )
+
+
+def _pace(inst: OwnedInstance) -> float:
+    return min(PACE_MAX_S, len(inst.dag.deps) * PACE_PER_TASK_S)
 
 
 def _why(state: TaskState) -> str:

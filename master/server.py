@@ -228,7 +228,7 @@ class MasterServer:
         nxt = self.runner.next_timer()
         if nxt is not None:
             timeout = max(0.0, min(timeout, (nxt - datetime.now(UTC)).total_seconds()))
-        wait = self.runner.refill_wait()  # attempts held back by the queue's high-water mark
+        wait = self.runner.refill_wait()  # held-back attempts, paced steps of large instances
         if wait is not None:
             timeout = min(timeout, wait)
         dirty: set[int] = set()
@@ -278,7 +278,7 @@ class MasterServer:
         dirty.update(self.runner.due_timers(datetime.now(UTC)))
         if dirty:
             self.runner.step(dirty)
-        partial -= dirty
+        partial, changed = self.runner.pace(partial - dirty, changed, dirty)
         if partial:
             self.runner.step(partial, changed)
         self.runner.refill(kick=bool(changed or reload))
