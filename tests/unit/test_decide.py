@@ -170,8 +170,13 @@ def test_a_branch_not_chosen_is_skipped_and_the_skip_propagates():
             "name": "w",
             "tasks": [
                 {"name": "check", "command": "true"},
-                {"name": "cond", "type": "CONDITIONS", "depends_on": ["check"],
-                 "on_success": ["yes"], "on_failure": ["no"]},
+                {
+                    "name": "cond",
+                    "type": "CONDITIONS",
+                    "depends_on": ["check"],
+                    "on_success": ["yes"],
+                    "on_failure": ["no"],
+                },
                 {"name": "yes", "command": "true", "depends_on": ["cond"]},
                 {"name": "no", "command": "true", "depends_on": ["cond"]},
                 {"name": "after_no", "command": "true", "depends_on": ["no"]},
@@ -240,8 +245,9 @@ def test_workflow_timeout_kills_in_flight_and_fails():
 
 
 def test_retry_backoff_doubles_up_to_the_cap():
-    spec, _ = diamond(a={"retries": 5, "retry_interval_s": 2, "retry_backoff": True,
-                         "retry_max_delay_s": 10})
+    spec, _ = diamond(
+        a={"retries": 5, "retry_interval_s": 2, "retry_backoff": True, "retry_max_delay_s": 10}
+    )
     assert [retry_delay(spec.task("a"), n) for n in range(1, 6)] == [2, 4, 8, 10, 10]
     plain, _ = diamond(a={"retries": 2, "retry_interval_s": 3})
     assert [retry_delay(plain.task("a"), n) for n in (1, 2)] == [3, 3]
