@@ -434,6 +434,10 @@ class WorkflowRunner:
             for target in (TaskState.KILL, TaskState.PAUSE):
                 ids = [r.id for i, r, st in unstarted if st == target and i.row.id in mine]
                 moved.update(q_attempts.cancel_unstarted(s, ids, target.value, _why(target)))
+            # our cache may be behind (a worker marks RUNNING without waking us): re-read those
+            # that did not move, so a running one gets a kill request instead of nothing
+            stale = [r.id for i, r, _ in unstarted if i.row.id in mine and r.id not in moved]
+            fresh = {r.id: r for r in q_attempts.load_by_ids(s, stale)}
             forced = {
                 r.id
                 for i, r in overdue
@@ -477,6 +481,14 @@ class WorkflowRunner:
                 )
                 if a.state != "SUBMITTED":
                     again.add(c.workflow_instance_id)
+        for inst, r, st in unstarted:
+            now_row = fresh.get(r.id)
+            if now_row is None or inst.attempts is None:
+                continue
+            inst.attempts[r.id] = now_row
+            again.add(inst.row.id)
+            if now_row.state == "RUNNING" and st == TaskState.KILL:
+                running.append((inst, now_row))
         self._after_cancel(unstarted, running, moved, forced, again)
         now = datetime.now(UTC)
         for iid in waiting:
