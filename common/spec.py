@@ -86,6 +86,10 @@ class WorkflowSpec(BaseModel):
     def model_post_init(self, context: Any, /) -> None:
         self._by_name = {t.name: t for t in self.tasks}
 
+    def tasks_by_name(self) -> dict[str, TaskSpec]:
+        """The name -> task map (one private-attribute read; hot loops keep it in a local)."""
+        return self._by_name
+
     def task(self, name: str) -> TaskSpec:
         """The task named ``name`` (a dict lookup: decisions call this per task per step)."""
         return self._by_name[name]

@@ -189,6 +189,7 @@ def decide(
     task, the highest attempt number ever used (earlier runs included) so new rows never collide."""
     all_attempts = list(attempts)
     latest = latest_attempts(all_attempts)
+    tasks = spec.tasks_by_name()
     numbers = dict(next_attempt or {})
     for a in all_attempts:
         numbers[a.name] = max(numbers.get(a.name, 0), a.attempt)
@@ -204,7 +205,7 @@ def decide(
     in_flight = sorted(n for n, a in latest.items() if a.state in TASK_IN_FLIGHT)
     final_failed: set[str] = set()
     for name, a in latest.items():
-        task = spec.task(name)
+        task = tasks[name]
         if a.state in (S.NEED_FAULT_TOLERANCE, S.PAUSE):
             if running:
                 why = "fault tolerance" if a.state == S.NEED_FAULT_TOLERANCE else "resume"
@@ -221,9 +222,7 @@ def decide(
     unhandled = sorted(
         n
         for n in final_failed
-        if not any(
-            d in in_scope and _handles_failure(spec.task(d)) for d in dag.downstream.get(n, ())
-        )
+        if not any(d in in_scope and _handles_failure(tasks[d]) for d in dag.downstream.get(n, ()))
     )
     if mode in (Mode.STOP, Mode.FAIL) or (unhandled and failure_strategy == "END"):
         if in_flight:
@@ -259,7 +258,7 @@ def decide(
             continue
         ups = [u for u in dag.deps[name] if u in in_scope]
         statuses = [_upstream_status(u, name, latest, final_failed) for u in ups]
-        task = spec.task(name)
+        task = tasks[name]
         # a CONDITIONS node routes on its upstreams' outcome, so it runs once they are all done
         rule = "all_done" if task.type == "CONDITIONS" else task.trigger_rule
         verdict, why = trigger(rule, statuses)

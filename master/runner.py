@@ -72,6 +72,8 @@ class OwnedInstance:
     kill_sent: dict[int, float] = field(default_factory=dict)  # attempt id -> monotonic time
     waiting: str | None = None  # the reason last written on the row
     timeout_warned: bool = False
+    # attempt id -> (row, its AttemptView): decisions reuse views of rows that did not change
+    views: dict[int, tuple[q_attempts.AttemptRow, AttemptView]] = field(default_factory=dict)
 
     @property
     def failure_strategy(self) -> str:
@@ -271,10 +273,7 @@ class WorkflowRunner:
             for r in rows:
                 numbers[r.name] = max(numbers.get(r.name, 0), r.attempt)
             views = visible_attempts(
-                (
-                    AttemptView(r.name, r.attempt, TaskState(r.state), r.end_time, r.id, r.output)
-                    for r in rows
-                ),
+                [_view(inst, r) for r in rows],
                 inst.since_id,
                 inst.keep_successes,
                 inst.logical,
@@ -740,6 +739,16 @@ class WorkflowRunner:
 
 def _pace(inst: OwnedInstance) -> float:
     return min(PACE_MAX_S, len(inst.dag.deps) * PACE_PER_TASK_S)
+
+
+def _view(inst: OwnedInstance, r: q_attempts.AttemptRow) -> AttemptView:
+    """The decision's view of a cached row, built once per row version (rows are immutable)."""
+    hit = inst.views.get(r.id)
+    if hit is not None and hit[0] is r:
+        return hit[1]
+    view = AttemptView(r.name, r.attempt, TaskState(r.state), r.end_time, r.id, r.output)
+    inst.views[r.id] = (r, view)
+    return view
 
 
 def _why(state: TaskState) -> str:
