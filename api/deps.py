@@ -3,13 +3,9 @@ the API token (settings or a 0600 file under the data dir) and the bearer-token 
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import logging
-import os
 import secrets
-import stat
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +14,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
+from common import secret_files
 from common.db.engine import SessionFactory
-from common.errors import ConfigError, CoordinationUnavailable, Unauthorized
+from common.errors import CoordinationUnavailable, Unauthorized
 from common.settings import Settings
 from common.zk import ZkClient
 
@@ -33,32 +30,8 @@ def token_file(settings: Settings) -> Path:
 
 
 def load_or_create_token(path: Path) -> str:
-    """Read the token at ``path``, or create it (0600, random) if missing; race-free between
-    processes: the file appears atomically with its content (written aside, then linked)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(prefix=".api-token.", dir=path.parent)  # mode 0600
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(32) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(tmp, path)
-                log.info("api: created API token file %s (mode 0600)", path)
-            except FileExistsError:
-                pass  # another process won the race: use its token
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        log.warning("api: token file %s had mode %o; tightening to 0600", path, mode)
-        os.chmod(path, 0o600)
-    token = path.read_text().strip()
-    if not token:
-        raise ConfigError(f"API token file {path} is empty; delete it to get a new token")
-    return token
+    """Read the token at ``path``, or create it (0600, random) if missing."""
+    return secret_files.read_or_create(path, lambda: secrets.token_urlsafe(32), "API token")
 
 
 def resolve_token(settings: Settings) -> str:

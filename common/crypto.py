@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import logging
-import os
-import stat
-import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from common import secret_files
 from common.errors import ConfigError
 from common.settings import Settings
 
@@ -44,29 +41,7 @@ def _fernet_key(material: str) -> bytes:
 
 def load_or_create_key(path: Path) -> bytes:
     """Read the key file, or create it atomically (0600, random) when missing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(prefix=".secret-key.", dir=path.parent)  # mode 0600
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(Fernet.generate_key() + b"\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(tmp, path)
-                log.info("crypto: created secret key file %s (mode 0600)", path)
-            except FileExistsError:
-                pass  # another process made it first: use its key
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        log.warning("crypto: key file %s had mode %o; tightening to 0600", path, mode)
-        os.chmod(path, 0o600)
-    text = path.read_text().strip()
-    if not text:
-        raise ConfigError(f"secret key file {path} is empty")
+    text = secret_files.read_or_create(path, lambda: Fernet.generate_key().decode(), "secret key")
     return _fernet_key(text)
 
 
