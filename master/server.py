@@ -94,7 +94,15 @@ class MasterServer:
         self._watch()
         self.listener.start()
         self.listener.ready.wait(timeout=10)
-        self._adopt()
+        try:
+            self._adopt()
+        except Exception as exc:  # PostgreSQL went away again: the loop adopts once it is back
+            log.error(
+                "%s: first adoption failed (%s); the loop retries it",
+                self.actor,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+            self._membership_changed.set()
 
     def stop(self) -> None:
         log.info("%s: stopping", self.actor)
