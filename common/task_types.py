@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+from common import dependent
+
 log = logging.getLogger(__name__)
 
 # Entry-point groups: a worker TaskType class per type name, and (optionally) a spec validator.
@@ -211,6 +213,7 @@ _BUILTIN_VALIDATORS: dict[str, Validator] = {
     "PROCEDURE": _procedure,
     "HTTP": _http,
     "SPARK": _spark,
+    dependent.TYPE: dependent.validate,  # logical: run by the master (master/dependent.py)
 }
 
 
