@@ -243,6 +243,8 @@ def take_snapshot(sf: SessionFactory, zk: ZkClient) -> Snapshot:
                 " t.priority FROM task_instance t JOIN workflow_instance w"
                 " ON w.id = t.workflow_instance_id"
                 " WHERE t.state IN ('SUBMITTED','DISPATCHED','RUNNING')"
+                # master-run attempts (SUB_PROCESS, DEPENDENT, ...) hold no worker and no lease
+                " AND NOT (t.state = 'RUNNING' AND t.worker_id IS NULL)"
             )
         ).all()
         stalled = s.execute(
@@ -299,7 +301,8 @@ def repair(sf: SessionFactory, zk: ZkClient, snap: Snapshot, findings: list[Find
                     row = s.execute(
                         text(
                             "UPDATE task_instance SET state = 'NEED_FAULT_TOLERANCE', end_time = now()"
-                            " WHERE id = :id AND state = 'RUNNING' RETURNING workflow_instance_id"
+                            " WHERE id = :id AND state = 'RUNNING' AND worker_id IS NOT NULL"
+                            " RETURNING workflow_instance_id"
                         ),
                         {"id": tid},
                     ).first()

@@ -184,9 +184,12 @@ def decide(
     scope: set[str] | None = None,
     mode: Mode = Mode.RUN,
     next_attempt: Mapping[str, int] | None = None,
+    pausable: frozenset[str] = frozenset(),
 ) -> Decision:
     """Next step of an instance given the attempts of its current run. ``next_attempt`` gives, per
-    task, the highest attempt number ever used (earlier runs included) so new rows never collide."""
+    task, the highest attempt number ever used (earlier runs included) so new rows never collide.
+    A pause also cancels (with PAUSE) the running attempts of ``pausable`` tasks: master-run ones,
+    whose drivers pass the pause on to what they own."""
     all_attempts = list(attempts)
     latest = latest_attempts(all_attempts)
     tasks = spec.tasks_by_name()
@@ -242,7 +245,7 @@ def decide(
             reason=f"failed: {', '.join(unhandled)} (failure strategy END)",
         )
     if mode is Mode.PAUSE:
-        waiting = [n for n in in_flight if latest[n].state != S.RUNNING]
+        waiting = [n for n in in_flight if latest[n].state != S.RUNNING or n in pausable]
         if waiting:
             return Decision(
                 cancel=waiting, cancel_state=S.PAUSE, reason=f"pause {len(waiting)} not started"

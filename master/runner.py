@@ -24,6 +24,7 @@ from common.spec import TaskSpec, WorkflowSpec, parse_workflow_spec
 from common.states import WORKFLOW_TERMINAL, Priority, TaskState, WorkflowState
 from common.task_queue import QueueKey, TaskQueue, format_key
 from common.zk import ZkClient
+from master import logical
 from master.decide import (
     BRANCH_KEY,
     AttemptView,
@@ -74,6 +75,10 @@ class OwnedInstance:
     timeout_warned: bool = False
     # attempt id -> (row, its AttemptView): decisions reuse views of rows that did not change
     views: dict[int, tuple[q_attempts.AttemptRow, AttemptView]] = field(default_factory=dict)
+    # tasks whose type a registered driver runs on this master (master/logical.py)
+    driven: frozenset[str] = frozenset()
+    # master-run attempt id -> the cancel (KILL or PAUSE) its driver was already asked for
+    driver_cancel: dict[int, TaskState] = field(default_factory=dict)
 
     @property
     def failure_strategy(self) -> str:
@@ -125,6 +130,7 @@ class WorkflowRunner:
         self.owned: dict[int, OwnedInstance] = {}
         self._timers: list[tuple[datetime, int]] = []
         self._spec_cache: dict[tuple[int, int], WorkflowSpec] = {}
+        logical.load_builtin()
 
     @property
     def actor(self) -> str:
@@ -167,6 +173,9 @@ class WorkflowRunner:
                     since_id=int(r.run_options.get("since_task_id") or 0),
                     keep_successes=bool(r.run_options.get("keep_successes")),
                     logical=frozenset(t.name for t in spec.tasks if types_mod.is_logical(t.type)),
+                    driven=frozenset(
+                        t.name for t in spec.tasks if logical.driver_for(t.type) is not None
+                    ),
                 )
             else:
                 cur.row = r
@@ -222,10 +231,15 @@ class WorkflowRunner:
                 rows += q_attempts.load_by_ids(s, sorted(changed))
         for i in full:
             self.owned[i].attempts = {}
+        polls: list[tuple[OwnedInstance, q_attempts.AttemptRow]] = []
         for r in rows:
             inst = self.owned.get(r.workflow_instance_id)
             if inst is not None and inst.attempts is not None:
                 inst.attempts[r.id] = r
+                if inst.driven and _master_run(inst, r):
+                    polls.append((inst, r))  # after a (re)load, or it or what it owns changed
+        if polls:
+            ids = sorted(set(ids) | self._poll(polls))
         for _ in range(MAX_PASSES):
             again = self._pass([i for i in ids if i in self.owned])
             if not again:
@@ -268,7 +282,8 @@ class WorkflowRunner:
         cancels: list[tuple[OwnedInstance, q_attempts.AttemptRow, TaskState]] = []
         for iid in ids:
             inst = self.owned[iid]
-            rows = list((inst.attempts or {}).values())
+            # FANOUT sub-executions (parent_id set) belong to their FANOUT attempt, not the DAG
+            rows = [r for r in (inst.attempts or {}).values() if r.parent_id is None]
             numbers: dict[str, int] = {}
             for r in rows:
                 numbers[r.name] = max(numbers.get(r.name, 0), r.attempt)
@@ -287,6 +302,7 @@ class WorkflowRunner:
                 inst.scope,
                 self._mode(inst, now),
                 numbers,
+                inst.driven,
             )
             if d.finish is not None:
                 finishing[iid] = (d.finish, d.reason)
@@ -320,6 +336,11 @@ class WorkflowRunner:
             a = self._new_attempt(inst, c.name, c.attempt, outputs)
             if task.type in branching.BRANCH_TYPES:
                 a = self._route(inst, task, a, rows, visible)
+            elif task.name in inst.driven:
+                if inst.dry_run:
+                    a = replace(a, state="SUCCESS", reason="dry run: not executed")
+                else:
+                    a = replace(a, state="RUNNING")  # its driver starts it in the same transaction
             elif types_mod.is_logical(task.type):
                 a = replace(
                     a, state="FAILURE", reason=f"{task.type} tasks are not supported by this master"
@@ -413,10 +434,17 @@ class WorkflowRunner:
         cancels: list[tuple[OwnedInstance, q_attempts.AttemptRow, TaskState]],
     ) -> set[int]:
         master, epoch = self.identity.master_id, self.identity.epoch
+        # master-run attempts are cancelled through their drivers, once per target
+        drive = [
+            (i, r, st)
+            for i, r, st in cancels
+            if _master_run(i, r) and i.driver_cancel.get(r.id) != st
+        ]
+        cancels = [(i, r, st) for i, r, st in cancels if not _master_run(i, r)]
         unstarted = [(i, r, st) for i, r, st in cancels if r.state != "RUNNING"]
         running = [(i, r) for i, r, st in cancels if r.state == "RUNNING" and st == TaskState.KILL]
         touched = {a.workflow_instance_id for a in new} | set(finishing)
-        touched |= {i.row.id for i, _, _ in cancels}
+        touched |= {i.row.id for i, _, _ in cancels} | {i.row.id for i, _, _ in drive}
         mono = time.monotonic()
         overdue = [
             (i, r)
@@ -429,6 +457,13 @@ class WorkflowRunner:
             mine = q_instances.lock_owned(s, sorted(touched), master, epoch)
             keep, waiting = self._gate(s, [a for a in new if a.workflow_instance_id in mine])
             created = q_attempts.insert_many(s, keep)
+            finals, born = self._start_driven(s, created, keep)
+            for inst, r, st in drive:
+                if inst.row.id in mine:
+                    inst.driver_cancel[r.id] = st
+                    v = self._drive(s, inst, r, "cancel", born, target=st)
+                    if v is not None:
+                        finals[r.id] = v
             moved: set[int] = set()
             for target in (TaskState.KILL, TaskState.PAUSE):
                 ids = [r.id for i, r, st in unstarted if st == target and i.row.id in mine]
@@ -467,19 +502,26 @@ class WorkflowRunner:
             owner = self.owned.get(c.workflow_instance_id)
             a = states[(c.workflow_instance_id, c.name)]
             if owner is not None and owner.attempts is not None:
-                owner.attempts[c.id] = q_attempts.AttemptRow(
+                row = q_attempts.AttemptRow(
                     c.id,
                     c.workflow_instance_id,
                     c.name,
                     a.attempt,
                     a.state,
                     a.output or {},
-                    datetime.now(UTC) if a.state != "SUBMITTED" else None,
+                    datetime.now(UTC) if a.state not in ("SUBMITTED", "RUNNING") else None,
                     priority=c.priority,
                     worker_group=c.worker_group,
                 )
-                if a.state != "SUBMITTED":
+                owner.attempts[c.id] = finals.pop(c.id, row)
+                if owner.attempts[c.id].state not in ("SUBMITTED", "RUNNING"):
                     again.add(c.workflow_instance_id)
+        for tid, final in finals.items():  # master-run attempts that a cancel finished
+            owner = self.owned.get(final.workflow_instance_id)
+            if owner is not None and owner.attempts is not None:
+                owner.attempts[tid] = final
+                again.add(owner.row.id)
+        again |= self._load_born(born)
         for inst, r, st in unstarted:
             now_row = fresh.get(r.id)
             if now_row is None or inst.attempts is None:
@@ -505,6 +547,141 @@ class WorkflowRunner:
             self.owned[iid].attempts = {}
             again.add(iid)
         return again
+
+    # master-run attempts (master/logical.py) ----------------------------------------------
+    def _ctx(
+        self, inst: OwnedInstance, name: str, params: dict[str, str]
+    ) -> logical.LogicalContext:
+        return logical.LogicalContext(
+            sf=self.sf,
+            zk=self.zk,
+            master_id=self.identity.master_id,
+            epoch=self.identity.epoch,
+            instance=inst.row,
+            spec=inst.spec,
+            task=inst.spec.task(name),
+            params=params,
+        )
+
+    def _drive(
+        self,
+        s: Session,
+        inst: OwnedInstance,
+        row: q_attempts.AttemptRow,
+        call: str,
+        born: list[int],
+        params: dict[str, str] | None = None,
+        target: TaskState = TaskState.KILL,
+    ) -> q_attempts.AttemptRow | None:
+        """Call a driver's ``start``, ``poll`` or ``cancel`` in a savepoint of the caller's fenced
+        transaction and apply a final verdict (the attempt still RUNNING); returns the final row.
+        A driver that raises on start fails the attempt; on poll or cancel it is polled again."""
+        task = inst.spec.task(row.name)
+        drv = logical.driver_for(task.type)
+        now = datetime.now(UTC)
+        if drv is None:
+            return None
+        ctx = self._ctx(inst, row.name, params or {})
+        try:
+            with s.begin_nested():
+                if call == "start":
+                    v = drv.start(ctx, s, row.id, now)
+                elif call == "poll":
+                    v = drv.poll(ctx, s, row, now)
+                else:
+                    v = drv.cancel(ctx, s, row, target, now)
+                final = v.state is not None and v.state != TaskState.RUNNING
+                if final and not q_attempts.finish_master_run(
+                    s, row.id, v.state.value if v.state else "", v.output, v.reason
+                ):
+                    final = False
+        except Exception as exc:
+            log.exception(
+                "%s: instance %d task %s (%d): %s %s failed",
+                self.actor,
+                inst.row.id,
+                row.name,
+                row.id,
+                task.type,
+                call,
+            )
+            if call != "start":
+                self._wake(inst, now + timedelta(seconds=logical.RETRY_AFTER_ERROR_S))
+                return None
+            v = logical.Verdict(TaskState.FAILURE, reason=f"{task.type} could not start: {exc}")
+            final = q_attempts.finish_master_run(s, row.id, "FAILURE", {}, v.reason)
+        born.extend(ctx.new_instances)
+        if v.wake_at is not None:
+            self._wake(inst, v.wake_at)
+        if not final or v.state is None:
+            return None
+        log.info(
+            "%s: instance %d task %s (%d) %s%s",
+            self.actor,
+            inst.row.id,
+            row.name,
+            row.id,
+            v.state.value,
+            f": {v.reason}" if v.reason else "",
+        )
+        return replace(row, state=v.state.value, end_time=now, output={**row.output, **v.output})
+
+    def _start_driven(
+        self, s: Session, created: list[q_attempts.CreatedAttempt], new: list[q_attempts.NewAttempt]
+    ) -> tuple[dict[int, q_attempts.AttemptRow], list[int]]:
+        """Start the master-run attempts just inserted RUNNING, in the same transaction."""
+        finals: dict[int, q_attempts.AttemptRow] = {}
+        born: list[int] = []
+        running = {(a.workflow_instance_id, a.name): a for a in new if a.state == "RUNNING"}
+        for c in created:
+            a = running.get((c.workflow_instance_id, c.name))
+            inst = self.owned.get(c.workflow_instance_id)
+            if a is None or inst is None:
+                continue
+            row = q_attempts.AttemptRow(
+                c.id, c.workflow_instance_id, c.name, a.attempt, "RUNNING", {}, None,
+                priority=c.priority, worker_group=c.worker_group,
+            )  # fmt: skip
+            params = {str(k): str(v) for k, v in (a.spec.get("params") or {}).items()}
+            final = self._drive(s, inst, row, "start", born, params)
+            if final is not None:
+                finals[c.id] = final
+        return finals, born
+
+    def _poll(self, polls: list[tuple[OwnedInstance, q_attempts.AttemptRow]]) -> set[int]:
+        """Poll RUNNING master-run attempts in one fenced transaction; returns the instances
+        that the drivers made ours (children to load and step)."""
+        master, epoch = self.identity.master_id, self.identity.epoch
+        born: list[int] = []
+        finals: list[tuple[OwnedInstance, q_attempts.AttemptRow]] = []
+        with self.sf.begin() as s:
+            mine = q_instances.lock_owned(s, sorted({i.row.id for i, _ in polls}), master, epoch)
+            ours = [(i, r) for i, r in polls if i.row.id in mine]
+            params = q_attempts.params_of(s, [r.id for _, r in ours])
+            for inst, r in ours:
+                final = self._drive(s, inst, r, "poll", born, params.get(r.id))
+                if final is not None:
+                    finals.append((inst, final))
+        for inst, final in finals:
+            if inst.attempts is not None:
+                inst.attempts[final.id] = final
+        return self._load_born(born)
+
+    def _load_born(self, born: list[int]) -> set[int]:
+        """Load the instances a driver made ours (a child it created or resumed)."""
+        if not born:
+            return set()
+        loaded = set(self.load_owned(sorted(set(born))))
+        with self.sf.begin() as s:  # a resumed child has attempts already
+            rows = q_attempts.load_for_instances(s, sorted(loaded))
+        for iid in loaded:
+            self.owned[iid].attempts = {}
+        for r in rows:
+            attempts = self.owned[r.workflow_instance_id].attempts
+            if attempts is not None:
+                attempts[r.id] = r
+        log.info("%s: instances %s start (children)", self.actor, sorted(loaded))
+        return loaded
 
     def _after_cancel(
         self,
@@ -715,6 +892,8 @@ class WorkflowRunner:
                 inst.spec.params, upstream, startup, task.params, base, inst.spec.timezone
             )
             spec["env"] = params_mod.params_to_env(resolved)
+            if name in inst.driven:
+                spec["params"] = resolved  # what its driver gets (LogicalContext.params)
             if task.type == "SHELL" and task.command:
                 spec["command"] = params_mod.render_shell(
                     task.command, resolved, base, inst.spec.timezone
@@ -735,6 +914,11 @@ class WorkflowRunner:
             worker_group=group,
             spec=spec,
         )
+
+
+def _master_run(inst: OwnedInstance, r: q_attempts.AttemptRow) -> bool:
+    """A RUNNING attempt that a driver on this master runs (no worker holds it)."""
+    return r.state == "RUNNING" and r.worker_id is None and r.name in inst.driven
 
 
 def _pace(inst: OwnedInstance) -> float:

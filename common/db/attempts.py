@@ -25,11 +25,13 @@ class AttemptRow:
     lease_token: int | None = None
     priority: int = 2
     worker_group: str = "default"
+    # a FANOUT sub-execution: the FANOUT attempt it belongs to (never a DAG task of its own)
+    parent_id: int | None = None
 
 
 _ROW_COLS = (
     "id, workflow_instance_id, name, attempt, state, output, end_time, worker_id, lease_token,"
-    " priority, worker_group"
+    " priority, worker_group, parent_id"
 )
 
 
@@ -69,8 +71,9 @@ def load_for_instances(s: Session, instance_ids: list[int]) -> list[AttemptRow]:
 
 
 def insert_many(s: Session, attempts: list[NewAttempt]) -> list[CreatedAttempt]:
-    """Insert SUBMITTED attempts in one statement; an existing (instance, name, attempt) is kept
-    and not returned, so a replayed decision cannot create a second row."""
+    """Insert attempts in one statement (SUBMITTED; final rows the master decided; RUNNING rows
+    of master-run types, start time set); an existing (instance, name, attempt) is kept and not
+    returned, so a replayed decision cannot create a second row."""
     if not attempts:
         return []
     payload = json.dumps(
@@ -98,7 +101,7 @@ def insert_many(s: Session, attempts: list[NewAttempt]) -> list[CreatedAttempt]:
             " SELECT (x->>'w')::bigint, x->>'n', x->>'t', (x->>'a')::int, x->>'st',"
             " (x->>'p')::smallint, x->>'g', x->'s', x->'o', x->>'r', x->>'tg',"
             " CASE WHEN x->>'st' = 'SUBMITTED' THEN NULL ELSE now() END,"
-            " CASE WHEN x->>'st' = 'SUBMITTED' THEN NULL ELSE now() END"
+            " CASE WHEN x->>'st' IN ('SUBMITTED', 'RUNNING') THEN NULL ELSE now() END"
             " FROM jsonb_array_elements(CAST(:payload AS jsonb)) AS x"
             " ON CONFLICT ON CONSTRAINT uq_task_attempt DO NOTHING"
             " RETURNING id, workflow_instance_id, name, priority, worker_group"
@@ -126,7 +129,7 @@ def submitted_of(s: Session, instance_ids: list[int]) -> list[CreatedAttempt]:
     rows = s.execute(
         text(
             "SELECT id, workflow_instance_id, name, priority, worker_group FROM task_instance"
-            " WHERE workflow_instance_id = ANY(:ids) AND state = 'SUBMITTED'"
+            " WHERE workflow_instance_id = ANY(:ids) AND state = 'SUBMITTED' AND parent_id IS NULL"
         ),
         {"ids": instance_ids},
     ).all()
@@ -145,7 +148,7 @@ def submitted_in_order(
             "SELECT t.id, t.workflow_instance_id, t.name, t.priority, t.worker_group"
             " FROM task_instance t JOIN workflow_instance w ON w.id = t.workflow_instance_id"
             " WHERE t.workflow_instance_id = ANY(:ids) AND t.state = 'SUBMITTED'"
-            " AND t.worker_group = :g"
+            " AND t.worker_group = :g AND t.parent_id IS NULL"
             " ORDER BY w.priority, t.workflow_instance_id, t.priority, t.id LIMIT :n"
         ),
         {"ids": instance_ids, "g": group, "n": limit},
@@ -160,7 +163,7 @@ def submitted_counts(s: Session, instance_ids: list[int]) -> dict[tuple[int, str
     rows = s.execute(
         text(
             "SELECT workflow_instance_id, worker_group, count(*) FROM task_instance"
-            " WHERE workflow_instance_id = ANY(:ids) AND state = 'SUBMITTED'"
+            " WHERE workflow_instance_id = ANY(:ids) AND state = 'SUBMITTED' AND parent_id IS NULL"
             " GROUP BY workflow_instance_id, worker_group"
         ),
         {"ids": instance_ids},
@@ -189,6 +192,7 @@ class InFlightRow:
     worker_group: str
     lease_token: int | None
     dispatch_time: datetime | None
+    parent_id: int | None = None  # a FANOUT sub-execution (queued on its host's queue)
 
 
 def in_flight_of(s: Session, instance_ids: list[int]) -> list[InFlightRow]:
@@ -197,9 +201,11 @@ def in_flight_of(s: Session, instance_ids: list[int]) -> list[InFlightRow]:
         return []
     rows = s.execute(
         text(
-            "SELECT id, workflow_instance_id, state, worker_group, lease_token, dispatch_time"
-            " FROM task_instance WHERE workflow_instance_id = ANY(:ids)"
+            "SELECT id, workflow_instance_id, state, worker_group, lease_token, dispatch_time,"
+            " parent_id FROM task_instance WHERE workflow_instance_id = ANY(:ids)"
             " AND state IN ('DISPATCHED','RUNNING')"
+            # a master-run attempt (RUNNING, no worker) is its master's, never lost
+            " AND NOT (state = 'RUNNING' AND worker_id IS NULL)"
         ),
         {"ids": instance_ids},
     ).all()
@@ -212,6 +218,7 @@ def mark_need_fault_tolerance(s: Session, row: InFlightRow) -> bool:
         text(
             "UPDATE task_instance SET state = 'NEED_FAULT_TOLERANCE', end_time = now()"
             " WHERE id = :id AND state = :st AND lease_token IS NOT DISTINCT FROM :tok"
+            " AND NOT (state = 'RUNNING' AND worker_id IS NULL)"
         ),
         {"id": row.id, "st": row.state, "tok": row.lease_token},
     )
@@ -281,3 +288,29 @@ def task_group_free_slots(s: Session, groups: list[str]) -> dict[str, tuple[int,
         ).scalar_one()
         out[g] = (int(cap), int(used))
     return out
+
+
+def finish_master_run(
+    s: Session, task_instance_id: int, state: str, output: dict[str, Any], reason: str | None
+) -> bool:
+    """RUNNING -> ``state`` for a master-run attempt (no worker holds it); the caller holds the
+    instance locked as its owner, so this write is fenced by the owner's epoch."""
+    res = s.execute(
+        text(
+            "UPDATE task_instance SET state = :st, end_time = now(), reason = :r,"
+            " output = output || CAST(:o AS jsonb) WHERE id = :id AND state = 'RUNNING'"
+            " AND worker_id IS NULL"
+        ),
+        {"st": state, "r": reason or None, "o": json.dumps(output), "id": task_instance_id},
+    )
+    return res.rowcount == 1  # type: ignore[attr-defined]
+
+
+def params_of(s: Session, ids: list[int]) -> dict[int, dict[str, str]]:
+    """The resolved parameters a master-run attempt was started with (its spec's params)."""
+    if not ids:
+        return {}
+    rows = s.execute(
+        text("SELECT id, spec->'params' FROM task_instance WHERE id = ANY(:ids)"), {"ids": ids}
+    ).all()
+    return {int(i): {str(k): str(v) for k, v in (p or {}).items()} for i, p in rows}
