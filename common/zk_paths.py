@@ -70,6 +70,11 @@ class ZkPaths:
         """Host-pinned dispatch (FANOUT sub-executions): only workers on ``host`` claim here."""
         return self._join("host-queue", _check_segment(host, "host"))
 
+    def host_queue_entry(self, host: str, key: str) -> str:
+        return self._join(
+            "host-queue", _check_segment(host, "host"), _check_segment(key, "queue key")
+        )
+
     def host_queue_root(self) -> str:
         return self._join("host-queue")
 

@@ -103,6 +103,8 @@ def reoffer_lost_attempts(
         if r.id in leases:
             continue
         if r.state == "DISPATCHED":
+            if r.parent_id is not None:
+                continue  # a FANOUT sub-execution on a host queue: its driver times it out
             if r.dispatch_time and now - r.dispatch_time < timedelta(seconds=dispatch_deadline_s):
                 continue
             if r.worker_group not in queued:

@@ -1,7 +1,8 @@
-"""The queue fetcher: a one-shot watch per group queue marks its cached key list stale, and a
-claim pass re-reads a stale list (at most every REFRESH_MIN_S while the cache still has untried
-keys), then takes keys in dispatch order across all groups, each with one ZooKeeper transaction;
-leases are released (pipelined) or handed back to the queue here too."""
+"""The queue fetcher: a one-shot watch per queue (each group served, and this host's queue of
+host-pinned FANOUT sub-executions) marks its cached key list stale, and a claim pass re-reads a
+stale list (at most every REFRESH_MIN_S while the cache still has untried keys), then takes keys
+in dispatch order across all queues, each with one ZooKeeper transaction; leases are released
+(pipelined) or handed back to the queue here too."""
 
 from __future__ import annotations
 
@@ -28,6 +29,12 @@ RETRY_AFTER_S = 2.0
 # most this often: re-reading thousands of keys on every claim anybody makes was the worker's
 # largest cost; a key pushed meanwhile waits this long at most.
 REFRESH_MIN_S = 0.05
+# The label of the host queue among the group names (a group name never contains ':').
+HOST_LABEL_PREFIX = "host:"
+
+
+def host_label(host: str) -> str:
+    return HOST_LABEL_PREFIX + host
 
 
 @dataclass(frozen=True)
@@ -35,20 +42,30 @@ class Claim:
     """A queue entry this worker now holds the lease of; ``epoch`` is the lease (fencing) token:
     the epoch of the worker's registration, from PostgreSQL, so unique per registration."""
 
-    group: str
+    group: str  # the queue it came from: a group, or ``host_label(host)``
     key: str
     task_instance_id: int
     epoch: int
 
 
 class QueueFetcher:
-    """Keeps the newest children list of ``/queue/<group>`` for every group served, and claims."""
+    """Keeps the newest children list of ``/queue/<group>`` for every group served (and of
+    ``/host-queue/<host>`` when ``host`` is given), and claims."""
 
     def __init__(
-        self, zk: ZkClient, groups: list[str], wake: threading.Event, worker_id: str
+        self,
+        zk: ZkClient,
+        groups: list[str],
+        wake: threading.Event,
+        worker_id: str,
+        host: str | None = None,
     ) -> None:
         self.zk = zk
         self.groups = list(dict.fromkeys(groups))
+        self._paths = {g: zk.paths.queue(g) for g in self.groups}
+        if host:
+            self._paths[host_label(host)] = zk.paths.host_queue(host)
+            self.groups.append(host_label(host))
         self.worker_id = worker_id
         self.log = WorkerLog(__name__, self.worker_id)
         self._wake = wake
@@ -67,7 +84,7 @@ class QueueFetcher:
 
     def start(self) -> None:
         for group in self.groups:
-            self.zk.client.ensure_path(self.zk.paths.queue(group))
+            self.zk.client.ensure_path(self._paths[group])
         self._wake.set()  # the first claim pass reads every queue and arms its watch
 
     def close(self) -> None:
@@ -97,7 +114,7 @@ class QueueFetcher:
                 continue  # claim from the cache now; read it again on a later pass
             with self._lock:
                 self._stale.discard(group)  # a change during the read marks it again
-            path = self.zk.paths.queue(group)
+            path = self._paths[group]
             try:
                 try:
                     keys = self._read(path, group, timeout)
@@ -183,9 +200,14 @@ class QueueFetcher:
         # the transaction of TaskQueue.claim (delete the entry + create our ephemeral lease),
         # sent without waiting so that a round of claims costs one round trip
         txn = self.zk.client.transaction()
-        txn.delete(self.zk.paths.queue_entry(group, key))
+        txn.delete(self._entry(group, key))
         txn.create(self.zk.paths.lease(ti_id), lease_data, ephemeral=True)
         return txn.commit_async()
+
+    def _entry(self, group: str, key: str) -> str:
+        if group.startswith(HOST_LABEL_PREFIX):
+            return self.zk.paths.host_queue_entry(group[len(HOST_LABEL_PREFIX) :], key)
+        return self.zk.paths.queue_entry(group, key)
 
     # leases: everything here belongs to this session and is forgotten with it
 
@@ -249,7 +271,7 @@ class QueueFetcher:
     def _unclaim(self, claim: Claim, timeout: float) -> None:
         client, paths = self.zk.client, self.zk.paths
         txn = client.transaction()
-        txn.create(paths.queue_entry(claim.group, claim.key), b"")
+        txn.create(self._entry(claim.group, claim.key), b"")
         txn.delete(paths.lease(claim.task_instance_id))
         if any(isinstance(r, Exception) for r in txn.commit_async().get(timeout=timeout)):
             try:  # the entry was re-pushed meanwhile: just drop our lease

@@ -221,7 +221,7 @@ class WorkerServer:
         try:
             zk.start()
             epoch = self._register(zk)
-            fetcher = QueueFetcher(zk, self.groups, self._wake, self.worker_id)
+            fetcher = QueueFetcher(zk, self.groups, self._wake, self.worker_id, self.host)
             fetcher.start()
             inbox = SignalInbox(zk, self.worker_id, self._wake)
             inbox.start()

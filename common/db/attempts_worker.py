@@ -74,8 +74,11 @@ _FINISH = text(
     " SET state = :state, exit_code = :exit_code, end_time = now(), output = :output,"
     " reason = COALESCE(:reason, reason)"
     " WHERE id = :ti_id AND lease_token = :token AND state = 'RUNNING'"
-    " RETURNING workflow_instance_id, id)"
+    " RETURNING workflow_instance_id, id, parent_id)"
     " SELECT pg_notify(:channel, workflow_instance_id || ':' || id) FROM done"
+    # a FANOUT sub-execution also wakes its FANOUT attempt, so that its owner polls it
+    " UNION ALL SELECT pg_notify(:channel, workflow_instance_id || ':' || parent_id) FROM done"
+    " WHERE parent_id IS NOT NULL"
 ).bindparams(
     bindparam("output", type_=JSONB),
     bindparam("exit_code", type_=Integer),
@@ -167,7 +170,8 @@ def finish_attempt(
     reason: str | None = None,
 ) -> bool:
     """RUNNING -> ``state`` only while ``lease_token`` is still the row's token, and in the same
-    statement ``pg_notify('dagkeeper_task', '<workflow_instance_id>:<task_instance_id>')``. False = stale token or
+    statement ``pg_notify('dagkeeper_task', '<workflow_instance_id>:<task_instance_id>')`` (and the
+    same for its FANOUT attempt, if it is a sub-execution). False = stale token or
     the attempt is no longer RUNNING; then nothing changed and nobody is notified."""
     if state not in WORKER_FINAL:
         raise ValueError(f"a worker cannot finish an attempt as {state!r}")
@@ -180,7 +184,7 @@ def finish_attempt(
         "reason": reason,
         "channel": CHANNEL_TASK,
     }
-    return len(s.execute(_FINISH, params).all()) == 1
+    return len(s.execute(_FINISH, params).all()) >= 1
 
 
 def add_timeout_alert(
