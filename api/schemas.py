@@ -212,6 +212,8 @@ class TaskAttemptSummary(BaseModel):
     task_group: str | None = None
     # why a queued attempt is not running yet (e.g. no live worker in its group)
     waiting: str | None = None
+    # the child instance a SUB_PROCESS attempt started (GET /instances/{id} fills it in)
+    child_instance_id: int | None = None
 
     @classmethod
     def from_row(cls, t: TaskInstance) -> TaskAttemptSummary:
@@ -250,6 +252,8 @@ class InstanceSummary(BaseModel):
     owner_epoch: int | None
     run_count: int
     reason: str | None = None
+    # a SUB_PROCESS child: the parent's attempt that started it
+    parent_task_instance_id: int | None = None
 
     @classmethod
     def fields_of(cls, i: WorkflowInstance, name: str | None) -> dict[str, Any]:
@@ -272,6 +276,7 @@ class InstanceSummary(BaseModel):
             "owner_epoch": i.owner_epoch,
             "run_count": i.run_count,
             "reason": i.reason,
+            "parent_task_instance_id": i.parent_task_instance_id,
         }
 
     @classmethod

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from common import dependent
+from common import dependent, fanout
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ VALIDATOR_GROUP = "dagkeeper.task_type_validators"
 
 EXECUTED_TYPES = frozenset({"SHELL", "PYTHON", "SQL", "PROCEDURE", "HTTP", "SPARK"})
 # Run by the master, never queued for a worker; their validators are registered by their owners.
-LOGICAL_TYPES = frozenset({"SUB_PROCESS", "DEPENDENT", "CONDITIONS", "SWITCH"})
+LOGICAL_TYPES = frozenset({"SUB_PROCESS", "DEPENDENT", "CONDITIONS", "SWITCH", "FANOUT"})
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
@@ -206,7 +206,13 @@ def _spark(t: Mapping[str, Any]) -> list[FieldProblem]:
     return out
 
 
+def _sub_process(t: Mapping[str, Any]) -> list[FieldProblem]:
+    """SUB_PROCESS (run by the master, master/sub_process.py): the child workflow's id."""
+    return check_fields(t, [Field("workflow_id", "int", True)])
+
+
 _BUILTIN_VALIDATORS: dict[str, Validator] = {
+    "SUB_PROCESS": _sub_process,
     "SHELL": _shell,
     "PYTHON": _python,
     "SQL": _sql,
@@ -214,6 +220,7 @@ _BUILTIN_VALIDATORS: dict[str, Validator] = {
     "HTTP": _http,
     "SPARK": _spark,
     dependent.TYPE: dependent.validate,  # logical: run by the master (master/dependent.py)
+    fanout.FANOUT: fanout.validate,  # logical: one sub-execution per target (master/fanout.py)
 }
 
 

@@ -26,6 +26,7 @@ from api.schemas import (
     TaskInstancePage,
 )
 from common.db import control, runs
+from common.db import instances as q_instances
 from common.errors import ValidationError
 from common.states import WorkflowState
 
@@ -76,6 +77,10 @@ def get_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Insta
         tasks, _ = runs.instance_tasks(s, instance_id)
         names = runs.workflow_names(s, [instance.workflow_id])
         detail = InstanceDetail.from_rows(instance, names.get(instance.workflow_id), tasks)
+        subs = [t.id for t in detail.tasks if t.type == "SUB_PROCESS"]
+        children = q_instances.children_of(s, subs) if subs else {}
+        for t in detail.tasks:
+            t.child_instance_id = children.get(t.id)
     explain_waiting(ctx, detail.tasks)
     return detail
 

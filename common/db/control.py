@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, text
 from sqlalchemy.orm import Session
 
+from common.db import instances as q_instances
 from common.db.engine import CHANNEL_TASK
 from common.db.models import Command, TaskInstance, WorkflowInstance
 from common.db.runs import notify_masters
@@ -75,6 +76,11 @@ def stop(s: Session, instance_id: int) -> Accepted:
     if state in (W.SUBMITTED, W.SERIAL_WAIT, W.PAUSE):
         _set_state(row, W.STOP, f"stopped while {state.value}")
         s.execute(text("DELETE FROM command WHERE instance_id = :i"), {"i": row.id})
+        s.flush()
+        # no master drives it: end its parent SUB_PROCESS attempt, stop its paused children
+        q_instances.settle_parent(s, row.id, W.STOP)
+        for child in q_instances.live_children(s, row.id):
+            stop(s, child)
         return Accepted(row.id, W.STOP.value, "stopped")
     if not can_transition_workflow(state, W.READY_STOP):
         raise _refuse(row, "stop", "it has already finished")
@@ -182,8 +188,14 @@ def kill_task(s: Session, task_instance_id: int, lease_alive: bool | None) -> Ac
         )
     if lease_alive is False or not t.worker_id:
         t.state, t.reason = T.KILL.value, "killed by request; its worker was gone"
+        if not t.worker_id:
+            t.reason = "killed by request"
         t.end_time = func.now()  # type: ignore[assignment]
         notify_instance(s, t.workflow_instance_id, t.id)
+        child = q_instances.child_of(s, t.id) if not t.worker_id else None
+        if child is not None and child.state not in ("SUCCESS", "FAILURE", "STOP"):
+            s.flush()
+            stop(s, child.id)  # a SUB_PROCESS attempt's child stops with it
         return Accepted(t.workflow_instance_id, T.KILL.value, "killed", t.id)
     return Accepted(
         t.workflow_instance_id,
