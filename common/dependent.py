@@ -300,6 +300,7 @@ class Outcome:
     passed: bool
     results: tuple[ItemResult, ...]
     reason: str
+    missing: str = ""  # the items that keep it from passing, described
 
 
 def base_time(
@@ -339,8 +340,9 @@ def evaluate(deps: Dependencies, results: Sequence[ItemResult]) -> Outcome:
             f"{describe(r)} -> instance {r.resolved.instance_id}" for r in found if r.resolved
         )
     else:
-        missing = [r for r in ordered if r.resolved is None and not verdicts[r.group]]
-        reason = "waiting for a successful run of " + "; ".join(describe(r) for r in missing)
+        blocking = [r for r in ordered if r.resolved is None and not verdicts[r.group]]
+        missing = "; ".join(describe(r) for r in blocking)
+        return Outcome(passed, ordered, f"waiting for a successful run of {missing}", missing)
     return Outcome(passed, ordered, reason)
 
 

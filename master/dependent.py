@@ -93,7 +93,7 @@ class DependentDriver:
             if now >= deadline:
                 why = (
                     f"dependencies not met within {deps.timeout_s:g} s (dependence timeout):"
-                    f" {outcome.reason.replace('waiting for', 'found no', 1)}"
+                    f" found no successful run of {outcome.missing}"
                 )
                 log.warning("%s: %s", actor, why)
                 return logical.Verdict(TaskState.FAILURE, reason=why)

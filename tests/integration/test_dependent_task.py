@@ -18,7 +18,7 @@ from test_diamond import (  # noqa: F401 - fixtures used by name
     instance,
     wait_terminal,
 )
-from test_semantics import attempts, create, wait_task
+from test_semantics import act, attempts, create, wait_task
 
 from common.db import dependent as q_dep
 from common.db.engine import SessionFactory, make_engine, make_session_factory
@@ -202,8 +202,11 @@ def item(workflow: str, window: str = "yesterday", **extra: Any) -> dict[str, An
 
 
 def wait_attempt(api: TestClient, iid: int) -> dict[str, Any]:
-    """The DEPENDENT attempt as GET /task-instances/{id} shows it."""
-    tid = attempts(api, iid, "wait")[-1]["id"]
+    """The DEPENDENT attempt as GET /task-instances/{id} shows it ({} before it exists)."""
+    found = attempts(api, iid, "wait")
+    if not found:
+        return {}
+    tid = found[-1]["id"]
     r = api.get(f"/api/v1/task-instances/{tid}")
     assert r.status_code == 200, r.text
     return dict(r.json())
@@ -293,7 +296,7 @@ def test_and_waits_for_both(cluster: Cluster, api: TestClient, timeout_scale: fl
     wf = dependent(api, [{"relation": "AND", "items": [item("up"), item("other")]}])
     down = backfill(api, wf, DAY)
     waiting = wait_for(
-        lambda: (t := wait_attempt(api, down))["state"] == "RUNNING"
+        lambda: (t := wait_attempt(api, down)).get("state") == "RUNNING"
         and "other" in (t["reason"] or "")
         and t,
         30 * timeout_scale,
@@ -329,3 +332,23 @@ def test_an_upstream_success_is_seen_within_about_one_check_interval(
     upstream_done = ts(r.json()["end_time"])
     lag = (ts(t["end_time"]) - upstream_done).total_seconds()
     assert 0 <= lag <= interval + 0.5 * timeout_scale, lag
+
+
+def test_stop_and_pause_end_a_waiting_dependency(
+    cluster: Cluster, api: TestClient, timeout_scale: float
+) -> None:
+    cluster.start_master()
+    upstream(api, "up")
+    wf = dependent(api, [{"items": [item("up")]}], timeout=None)
+    stopped, paused = backfill(api, wf, DAY), backfill(api, wf, DAY + timedelta(days=1))
+    for iid in (stopped, paused):
+        wait_task(api, iid, "wait", "RUNNING", 30 * timeout_scale)
+    act(api, stopped, "stop")
+    act(api, paused, "pause")
+    assert wait_terminal(api, stopped, 30 * timeout_scale)["state"] == "STOP"
+    assert wait_attempt(api, stopped)["state"] == "KILL"
+    assert "stopped while waiting" in wait_attempt(api, stopped)["reason"]
+    wait_for(
+        lambda: instance(api, paused)["state"] == "PAUSE", 30 * timeout_scale, 0.05, "pause"
+    )
+    assert wait_attempt(api, paused)["state"] == "PAUSE"

@@ -342,3 +342,22 @@ def test_base_time_prefers_the_schedule_time() -> None:
     assert dep.base_time(s, st, now) == s
     assert dep.base_time(None, st, now) == st
     assert dep.base_time(None, None, now) == now
+
+
+def test_missing_names_the_blocking_items() -> None:
+    d = two_groups("AND", "OR", "AND")
+    out = dep.evaluate(d, results(d, {}))
+    assert out.missing.count("workflow") == 3 and out.reason.endswith(out.missing)
+    assert dep.evaluate(d, results(d, {(0, 0): 1, (1, 0): 2})).missing == ""
+
+
+def test_checks_run_on_a_grid_from_the_attempt_start() -> None:
+    from master.dependent import next_check
+
+    start = z("2026-05-13T10:00")
+    assert next_check(start, 10, start) == start + timedelta(seconds=10)
+    assert next_check(start, 10, start + timedelta(seconds=9.9)) == start + timedelta(seconds=10)
+    assert next_check(start, 10, start + timedelta(seconds=10)) == start + timedelta(seconds=20)
+    # polled early for another reason, or adopted long after the start: still on the grid
+    assert next_check(start, 10, start + timedelta(seconds=95)) == start + timedelta(seconds=100)
+    assert next_check(start, 0.5, start - timedelta(seconds=3)) == start + timedelta(seconds=0.5)
