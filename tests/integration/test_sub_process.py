@@ -194,10 +194,11 @@ def test_master_kill9_while_child_runs(
     )
     try:
         c.master("m1")
+        c.master("m2")
         c.worker("w1")
-        c.wait_registered(1, 1)
+        c.wait_registered(2, 1)
         # the leaf workflow, then a parent whose SUB_PROCESS runs it (direct rows: no API here)
-        leaf_iid = c.submit([{"name": "a", "command": "sleep 3"}], name="kill-leaf")
+        leaf_iid = c.submit([{"name": "a", "command": "sleep 4"}], name="kill-leaf")
         c.wait(lambda: c.state(leaf_iid) == "SUCCESS", 30, "the leaf workflow's own run")
         leaf_wid = c.one("SELECT workflow_id FROM workflow_instance WHERE id = :i", i=leaf_iid)
         parent = _submit_raw(c, {"name": "kill-top", "tasks": [sub("down", int(leaf_wid))]})
@@ -213,11 +214,12 @@ def test_master_kill9_while_child_runs(
             return int(row[0][0]) if row else None
 
         child = c.wait(child_running, 30, "the child's task to run")
-        c.master("m2")
-        c.wait_registered(2, 1)
         owner = c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=parent)
         assert owner == c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=child)
-        c.kill9("m1")
+        victim = c.master_owning(parent)
+        assert victim is not None
+        c.kill9(victim)
+        assert c.state(child) == "RUNNING" and c.state(parent) == "RUNNING"
         c.wait(lambda: c.state(parent) == "SUCCESS", 60, "the parent to complete")
         assert c.state(child) == "SUCCESS"
         new_owner = c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=parent)
