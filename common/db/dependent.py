@@ -26,13 +26,15 @@ _WORKFLOW_RUN = text(
 )
 
 # with a task: the latest attempt of that task in the instance must have succeeded, whatever
-# the instance itself is doing (a rerun's new attempt of the task hides the old success)
+# the instance itself is doing (a rerun's new attempt of the task hides the old success);
+# FANOUT sub-executions (parent_id set) are not attempts of a DAG task
 _TASK_RUN = text(
     "SELECT wi.id, wi.workflow_id, wi.schedule_time, wi.start_time, wi.state, wi.end_time,"
     " ti.id, ti.state"
     " FROM workflow_instance wi"
     " JOIN LATERAL (SELECT t.id, t.state FROM task_instance t"
     "  WHERE t.workflow_instance_id = wi.id AND t.name = :task"
+    "  AND t.parent_id IS NULL"
     "  ORDER BY t.attempt DESC LIMIT 1) ti ON true"
     f" WHERE wi.workflow_id = :wid AND {_BASE} >= :start AND {_BASE} < :end"
     " AND ti.state = ANY(:ok)"

@@ -144,8 +144,17 @@ def test_which_run_counts(sf: SessionFactory) -> None:
     assert r is not None and r.task_instance_id == ids[("load", 1)] and r.task_state == "SUCCESS"
     assert find(sf, tid, "load", start, start + timedelta(hours=2)) == forced
     assert find(sf, tid, "other", start, end) is None
+    # a FANOUT sub-execution with the same name is no attempt of the task
+    with sf.begin() as s:
+        s.execute(
+            text(
+                "INSERT INTO task_instance (workflow_instance_id, name, type, attempt, state,"
+                " parent_id, target) VALUES (:i, 'load', 'SHELL', 9, 'FAILURE', :p, 'h1')"
+            ),
+            {"i": forced, "p": fids[("load", 1)]},
+        )
+    assert find(sf, tid, "load", start, start + timedelta(hours=2)) == forced
     assert find(sf, tid, None, start, end) == retried  # the instance alone: it ended SUCCESS
-    assert fids
 
 
 def test_workflow_references(sf: SessionFactory) -> None:
@@ -262,6 +271,36 @@ def test_no_run_fails_after_the_dependence_timeout_with_a_reason(
     assert [x["name"] for x in done["tasks"] if x["state"] == "SUCCESS"] == []
 
 
+def test_a_retry_is_a_new_wait_with_a_fresh_timeout(
+    cluster: Cluster, api: TestClient, timeout_scale: float
+) -> None:
+    cluster.start_master()
+    upstream(api, "up")
+    wid = create(
+        api,
+        {
+            "name": "down",
+            "tasks": [
+                {
+                    "name": "wait",
+                    "type": "DEPENDENT",
+                    "retries": 1,
+                    "dependencies": {"groups": [{"items": [item("up")]}]},
+                    "check_interval_s": 0.5,
+                    "timeout_s": 1,  # no dependence_timeout_s: the task's timeout applies
+                }
+            ],
+        },
+    )
+    down = backfill(api, wid, DAY)
+    assert wait_terminal(api, down, 30 * timeout_scale)["state"] == "FAILURE"
+    first, second = attempts(api, down, "wait")
+    assert first["state"] == second["state"] == "FAILURE"
+    assert "not met within 1 s" in second["reason"]
+    assert ts(second["start_time"]) >= ts(first["end_time"])
+    assert ts(second["end_time"]) - ts(second["start_time"]) >= timedelta(seconds=1)
+
+
 def test_unknown_workflow_fails_at_once(
     cluster: Cluster, api: TestClient, timeout_scale: float
 ) -> None:
@@ -296,9 +335,11 @@ def test_and_waits_for_both(cluster: Cluster, api: TestClient, timeout_scale: fl
     wf = dependent(api, [{"relation": "AND", "items": [item("up"), item("other")]}])
     down = backfill(api, wf, DAY)
     waiting = wait_for(
-        lambda: (t := wait_attempt(api, down)).get("state") == "RUNNING"
-        and "other" in (t["reason"] or "")
-        and t,
+        lambda: (
+            (t := wait_attempt(api, down)).get("state") == "RUNNING"
+            and "other" in (t["reason"] or "")
+            and t
+        ),
         30 * timeout_scale,
         0.05,
         "the DEPENDENT attempt to wait for 'other'",
@@ -348,7 +389,5 @@ def test_stop_and_pause_end_a_waiting_dependency(
     assert wait_terminal(api, stopped, 30 * timeout_scale)["state"] == "STOP"
     assert wait_attempt(api, stopped)["state"] == "KILL"
     assert "stopped while waiting" in wait_attempt(api, stopped)["reason"]
-    wait_for(
-        lambda: instance(api, paused)["state"] == "PAUSE", 30 * timeout_scale, 0.05, "pause"
-    )
+    wait_for(lambda: instance(api, paused)["state"] == "PAUSE", 30 * timeout_scale, 0.05, "pause")
     assert wait_attempt(api, paused)["state"] == "PAUSE"
