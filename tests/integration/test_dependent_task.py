@@ -4,8 +4,10 @@ OR passes on one item, AND waits for both, and an upstream success is seen withi
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -391,3 +393,83 @@ def test_stop_and_pause_end_a_waiting_dependency(
     assert "stopped while waiting" in wait_attempt(api, stopped)["reason"]
     wait_for(lambda: instance(api, paused)["state"] == "PAUSE", 30 * timeout_scale, 0.05, "pause")
     assert wait_attempt(api, paused)["state"] == "PAUSE"
+
+
+# --- failover ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def procs(
+    request: pytest.FixtureRequest,
+    server_root: Path,
+    db_url: str,
+    zk_hosts: str,
+    zk_root: str,
+    timeout_scale: float,
+) -> Iterator[Any]:
+    """Masters as real processes (tests/chaos/harness.py), for kill -9."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
+    from harness import Cluster as ProcCluster
+
+    c = ProcCluster(
+        server_root / f"cluster{zk_root.replace('/', '_')}",
+        db_url,
+        zk_hosts,
+        zk_root,
+        timeout_scale,
+        session_timeout_s=4,
+    )
+    failed = request.session.testsfailed
+    try:
+        yield c
+    finally:
+        c.close()
+        if request.session.testsfailed > failed:
+            print(c.logs())
+
+
+def test_after_a_master_failover_the_timeout_still_counts_from_the_attempt_start(
+    procs: Any,
+) -> None:
+    c, timeout = procs, 10.0
+    c.master("m1")
+    c.master("m2")
+    c.wait_registered(2, 0)
+    c.submit([{"name": "load", "command": "true"}], name="up")  # no worker: never succeeds
+    wait = {
+        "name": "wait",
+        "type": "DEPENDENT",
+        "command": "true",
+        "dependencies": {"groups": [{"items": [{"workflow": "up", "window": "today"}]}]},
+        "check_interval_s": 0.5,
+        "dependence_timeout_s": timeout,
+    }
+    iid = c.submit([wait], name="down")
+    first = c.wait(
+        lambda: next((r for r in c.attempts(iid, "wait") if r.state == "RUNNING"), None),
+        30,
+        "the DEPENDENT attempt RUNNING",
+    )
+    owner = c.wait(lambda: c.master_owning(iid), 10, "owner of the instance")
+    old = c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=iid)
+    c.kill9(owner)
+    c.wait(
+        lambda: c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=iid) != old,
+        30,
+        "adoption",
+        interval=0.02,
+    )
+    adopted_at = datetime.now(UTC)
+    c.wait(lambda: c.state(iid) == "FAILURE", 40, "the dependent run to fail")
+    rows = c.attempts(iid, "wait")
+    assert [(r.id, r.state) for r in rows] == [(first.id, "FAILURE")]  # polled, never restarted
+    end = rows[0].end_time
+    print(
+        f"\nDEPENDENT failover: adopted {(adopted_at - first.start_time).total_seconds():.2f} s"
+        f" and failed {(end - first.start_time).total_seconds():.2f} s after the attempt started"
+    )
+    assert end - first.start_time >= timedelta(seconds=timeout)
+    # a timeout restarted by the adoption would end no earlier than adopted_at + timeout
+    assert end < adopted_at + timedelta(seconds=timeout - 1), (first.start_time, adopted_at, end)
+    reason = c.one("SELECT reason FROM task_instance WHERE id = :i", i=first.id)
+    assert f"not met within {timeout:g} s" in reason
