@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from kazoo.exceptions import NoNodeError, NotEmptyError
 from sqlalchemy import text
 
+from common.db import attempts as q_attempts
 from common.db.engine import SessionFactory
 from common.db.serial import ACTIVE as SERIAL_ACTIVE
 from common.task_queue import QueueEntry, QueueKey, TaskQueue, parse_key
@@ -244,8 +245,10 @@ def take_snapshot(sf: SessionFactory, zk: ZkClient) -> Snapshot:
                 " ON w.id = t.workflow_instance_id"
                 " WHERE t.state IN ('SUBMITTED','DISPATCHED','RUNNING')"
                 # master-run attempts (SUB_PROCESS, DEPENDENT, ...) hold no worker and no lease
-                " AND NOT (t.state = 'RUNNING' AND t.worker_id IS NULL)"
-            )
+                " AND NOT (t.state = 'RUNNING' AND t.worker_id IS NULL"
+                " AND t.type = ANY(:logical))"
+            ),
+            {"logical": q_attempts.master_run_types()},
         ).all()
         stalled = s.execute(
             text(
@@ -301,10 +304,11 @@ def repair(sf: SessionFactory, zk: ZkClient, snap: Snapshot, findings: list[Find
                     row = s.execute(
                         text(
                             "UPDATE task_instance SET state = 'NEED_FAULT_TOLERANCE', end_time = now()"
-                            " WHERE id = :id AND state = 'RUNNING' AND worker_id IS NOT NULL"
+                            " WHERE id = :id AND state = 'RUNNING'"
+                            " AND NOT (worker_id IS NULL AND type = ANY(:logical))"
                             " RETURNING workflow_instance_id"
                         ),
-                        {"id": tid},
+                        {"id": tid, "logical": q_attempts.master_run_types()},
                     ).first()
                     if row is not None:
                         s.execute(

@@ -60,6 +60,13 @@ class CreatedAttempt:
     worker_group: str
 
 
+def master_run_types() -> list[str]:
+    """Task types run by a master (a RUNNING attempt of one holds no worker and no lease)."""
+    from common import task_types
+
+    return sorted(task_types.LOGICAL_TYPES)
+
+
 def load_for_instances(s: Session, instance_ids: list[int]) -> list[AttemptRow]:
     if not instance_ids:
         return []
@@ -205,9 +212,9 @@ def in_flight_of(s: Session, instance_ids: list[int]) -> list[InFlightRow]:
             " parent_id FROM task_instance WHERE workflow_instance_id = ANY(:ids)"
             " AND state IN ('DISPATCHED','RUNNING')"
             # a master-run attempt (RUNNING, no worker) is its master's, never lost
-            " AND NOT (state = 'RUNNING' AND worker_id IS NULL)"
+            " AND NOT (state = 'RUNNING' AND worker_id IS NULL AND type = ANY(:logical))"
         ),
-        {"ids": instance_ids},
+        {"ids": instance_ids, "logical": master_run_types()},
     ).all()
     return [InFlightRow(*r) for r in rows]
 
@@ -218,9 +225,9 @@ def mark_need_fault_tolerance(s: Session, row: InFlightRow) -> bool:
         text(
             "UPDATE task_instance SET state = 'NEED_FAULT_TOLERANCE', end_time = now()"
             " WHERE id = :id AND state = :st AND lease_token IS NOT DISTINCT FROM :tok"
-            " AND NOT (state = 'RUNNING' AND worker_id IS NULL)"
+            " AND NOT (state = 'RUNNING' AND worker_id IS NULL AND type = ANY(:logical))"
         ),
-        {"id": row.id, "st": row.state, "tok": row.lease_token},
+        {"id": row.id, "st": row.state, "tok": row.lease_token, "logical": master_run_types()},
     )
     return res.rowcount == 1  # type: ignore[attr-defined]
 

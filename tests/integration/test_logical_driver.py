@@ -70,6 +70,8 @@ class WaitDriver:
 DRIVER = WaitDriver()
 logical.register("TEST_WAIT", DRIVER)
 types_mod.register_validator("TEST_WAIT", lambda t: [])
+# a master-run type is a logical one (worker failover and the doctor leave its attempts alone)
+types_mod.LOGICAL_TYPES = types_mod.LOGICAL_TYPES | {"TEST_WAIT"}
 
 
 def _spec(name: str, wait_s: float) -> dict[str, Any]:
