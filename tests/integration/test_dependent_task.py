@@ -307,6 +307,11 @@ def test_unknown_workflow_fails_at_once(
     cluster: Cluster, api: TestClient, timeout_scale: float
 ) -> None:
     cluster.start_master()
+    bad = {"name": "bad", "tasks": [{"name": "w", "type": "DEPENDENT", "dependencies": {
+        "groups": [{"items": [{"workflow": "up", "window": "tomorrow"}]}]}}]}  # fmt: skip
+    r = api.post("/api/v1/workflows", json=bad)
+    assert r.status_code == 422, r.text
+    assert "task 'w': dependencies.groups[0].items[0].window: unknown window 'tomorrow'" in r.text
     down = backfill(api, dependent(api, [{"items": [item("missing")]}], timeout=None), DAY)
     assert wait_terminal(api, down, 30 * timeout_scale)["state"] == "FAILURE"
     assert "no workflow named 'missing'" in wait_attempt(api, down)["reason"]
