@@ -633,6 +633,8 @@ class WorkflowRunner:
         finals: dict[int, q_attempts.AttemptRow] = {}
         born: list[int] = []
         running = {(a.workflow_instance_id, a.name): a for a in new if a.state == "RUNNING"}
+        if not running:
+            return finals, born
         for c in created:
             a = running.get((c.workflow_instance_id, c.name))
             inst = self.owned.get(c.workflow_instance_id)
