@@ -86,6 +86,25 @@ class WorkerSettings(BaseModel):
         return v
 
 
+class LogSettings(BaseModel):
+    """Task logs: each worker's log server and the durable copy shipped to PostgreSQL."""
+
+    # the worker's log server (a window of lines, follow, download of a task's log over HTTP)
+    server_enabled: bool = True
+    server_bind: str = "0.0.0.0"
+    server_port: int = Field(default=0, ge=0, le=65535)  # 0 = a free port (published in ZooKeeper)
+    # the host name the API uses to reach it (empty = the bind address, or worker.host for 0.0.0.0)
+    server_advertise: str = ""
+    # bearer token shared by the API and every log server; empty = <data_dir>/log-token (0600)
+    token: str = Field(default="", repr=False)
+    # ship running tasks' logs to PostgreSQL (task_log_chunk), in batches every ship_interval_s
+    ship: bool = True
+    ship_interval_s: float = Field(default=0.5, gt=0)
+    ship_chunk_bytes: int = Field(default=65536, ge=1024, le=16 << 20)
+    # most bytes of one attempt's log kept in PostgreSQL (0 = no cap); the file keeps all
+    ship_max_bytes: int = Field(default=64 << 20, ge=0)
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=12345, ge=1, le=65535)
@@ -120,6 +139,7 @@ class Settings(BaseSettings):
     master: MasterSettings = MasterSettings()
     worker: WorkerSettings = WorkerSettings()
     api: ApiSettings = ApiSettings()
+    logs: LogSettings = LogSettings()
     cron: CronSettings = CronSettings()
 
     @model_validator(mode="after")

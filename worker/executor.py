@@ -31,8 +31,8 @@ from common.states import TaskState
 from worker import WorkerLog
 from worker.fetcher import Claim
 from worker.guardian import Guardian
+from worker.logship import LogShipper
 from worker.task_types import (
-    OutputCollector,
     TaskType,
     UnknownTaskType,
     configure,
@@ -140,6 +140,8 @@ class Executor:
         self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix=f"task-{worker_id}")
         self.db_backoff_until = 0.0
         self.guardian: Guardian | None = None  # set by the server: kills our groups if we die
+        self.shipper = LogShipper(engine, settings.logs, self.host, self.log)  # logs -> PostgreSQL
+        self.shipper.start()
 
     def submit(self, claim: Claim) -> AttemptHandle:
         h = AttemptHandle(claim)
@@ -148,6 +150,7 @@ class Executor:
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait)
+        self.shipper.close()
         self._db_conns.close()
 
     def log_file(self, att: WorkerAttempt) -> Path:
@@ -201,6 +204,7 @@ class Executor:
         finally:
             if h.proc is not None and self.guardian is not None:
                 self.guardian.forget(h.proc.pid)
+            self.shipper.end(h.ti_id)
             self._on_done(h)
 
     def _after_crash(self, h: AttemptHandle) -> Outcome:
@@ -291,8 +295,9 @@ class Executor:
                 kill_process_group(proc, 0)
                 return Outcome.SKIPPED
             h.running = True
+            self.shipper.track(att.id, log_file)
             self.log.debug("task %d attempt %d RUNNING pid %d", att.id, att.attempt, proc.pid)
-            collector = OutputCollector()
+            collector = tt.output_collector()
             pump_output(proc, logf, collector, self._watchdog(h, tt, logf, att.spec))
             if h.cancel is not None:
                 self._finish_kill(h, tt, proc)
@@ -327,6 +332,7 @@ class Executor:
         if not ok:
             return Outcome.SKIPPED
         h.running = True
+        self.shipper.track(att.id, Path(log_path))
         h.state, h.exit_code = TaskState.FAILURE.value, None
         self.report(h)
         return Outcome.FINISHED
@@ -420,8 +426,11 @@ class Executor:
         return self._db("mark RUNNING", h.ti_id, write)
 
     def report(self, h: AttemptHandle) -> bool:
-        """Write the attempt's final state with its lease token; False if stale or unreachable."""
+        """Write the attempt's final state with its lease token; False if stale or unreachable.
+        The rest of its log is shipped first (one INSERT shared with whatever else is due)."""
         state = h.state or TaskState.FAILURE.value
+        if not self.shipper.flush(h.ti_id, min(self.report_deadline_s / 2, 2.0)):
+            self.log.warning("task %d: the end of its log is not in PostgreSQL yet", h.ti_id)
         try:
             ok = self._db(
                 "finish",

@@ -27,6 +27,7 @@ from worker.executor import AttemptHandle, Cancel, Executor, Outcome
 from worker.fetcher import QueueFetcher
 from worker.guardian import Guardian
 from worker.heartbeat import Heartbeat
+from worker.logserver import LogServer
 from worker.orphans import sweep
 from worker.signals import SignalInbox
 
@@ -70,6 +71,9 @@ class WorkerServer:
         grace = min(settings.worker.kill_grace_s, GUARDIAN_GRACE_S)
         self.guardian = Guardian(self.worker_id, grace, self.log)
         self.executor.guardian = self.guardian
+        self.logserver: LogServer | None = None
+        if settings.logs.server_enabled:
+            self.logserver = LogServer(settings, self.engine, self.executor.shipper, self.worker_id)
         self.zk: ZkClient | None = None
         self._fetcher: QueueFetcher | None = None
         self._inbox: SignalInbox | None = None
@@ -100,10 +104,14 @@ class WorkerServer:
             self._state = "running"
             try:
                 self.guardian.start()
+                if self.logserver is not None:
+                    self.logserver.start()  # before registering: its address is published
                 self._connect()
             except BaseException:
                 self._state = "new"
                 self.guardian.close()
+                if self.logserver is not None:
+                    self.logserver.close()
                 raise
             self._sweep()
         self.log.info(
@@ -180,6 +188,8 @@ class WorkerServer:
             self._state = "stopped"
         self.guardian.close()
         self.executor.shutdown(wait=False)
+        if self.logserver is not None:
+            self.logserver.close()
         if self._own_engine:
             self.engine.dispose()
         self.log.info("stopped (%s)", dict(self.stats))
@@ -246,6 +256,7 @@ class WorkerServer:
             "load": len(self._inflight),
             "groups": self.groups,
             "worker_id": self.worker_id,
+            "log_server": self.logserver.url if self.logserver is not None else "",
         }
 
     def _register(self, zk: ZkClient) -> int:

@@ -1,5 +1,6 @@
-"""/task-instances: one attempt, its log (a window of lines, or the whole file, read only from
-inside the configured log directory), and the kill and force-success requests."""
+"""/task-instances: one attempt, its log (a window of lines, a follow stream or a download: live
+from the worker's log server, else from PostgreSQL, see ``api.logs``), and the kill and
+force-success requests."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
+from api import logs
 from api.deps import ApiContext, get_ctx
 from api.schemas import ERROR_RESPONSES, MAX_ID, ActionAccepted, DbId, LogWindow, TaskInstanceOut
 from common import signals
 from common.db import control, runs
 from common.db.models import TaskInstance
-from common.errors import CoordinationUnavailable, Forbidden, NotFound
+from common.errors import CoordinationUnavailable, NotFound
 from common.states import TASK_TERMINAL
 
 log = logging.getLogger(__name__)
@@ -23,43 +25,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/task-instances", tags=["task instances"], responses=ERROR_RESPONSES)
 
 TERMINAL = {s.value for s in TASK_TERMINAL}
-
-
-def log_file(log_root: Path, log_path: str | None, task_instance_id: int) -> Path | None:
-    """The attempt's log file, resolved (symlinks followed); refuses anything outside
-    ``log_root``. None when the attempt has no log yet."""
-    if not log_path:
-        return None
-    root = log_root.resolve()
-    path = (root / log_path).resolve()
-    if path == root or not path.is_relative_to(root):
-        log.warning(
-            "api: task instance %d: refusing log path %r outside %s",
-            task_instance_id,
-            log_path,
-            root,
-        )
-        raise Forbidden(
-            f"task instance {task_instance_id}: its log path is outside the log directory",
-            {"task_instance_id": task_instance_id},
-        )
-    return path
-
-
-def read_window(path: Path, skip: int, limit: int, final: bool) -> tuple[list[str], bool]:
-    """Lines ``skip`` .. ``skip+limit`` of the file and whether the end of the file was reached.
-    Unless ``final``, a last line without its newline is still being written and is left out."""
-    lines: list[str] = []
-    with path.open("rb") as fh:
-        for i, raw in enumerate(fh):
-            if i < skip:
-                continue
-            if len(lines) >= limit:
-                return lines, False
-            if not final and not raw.endswith(b"\n"):
-                return lines, False
-            lines.append(raw.rstrip(b"\r\n").decode("utf-8", "replace"))
-    return lines, True
 
 
 def _load(ctx: ApiContext, task_instance_id: int) -> TaskInstance:
@@ -75,38 +40,44 @@ def get_task_instance(
     return TaskInstanceOut.from_row(_load(ctx, task_instance_id))
 
 
-@router.get("/{task_instance_id}/log", response_model=LogWindow)
+@router.get(
+    "/{task_instance_id}/log",
+    response_model=LogWindow,
+    responses={200: {"content": {"text/plain": {}}, "description": "with follow=true: a stream"}},
+)
 def get_log(
     task_instance_id: DbId,
     skip: Annotated[int, Query(ge=0, le=MAX_ID, description="lines already read")] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    follow: Annotated[bool, Query(description="stream lines until the attempt is over")] = False,
     ctx: ApiContext = Depends(get_ctx),
-) -> LogWindow:
+) -> LogWindow | StreamingResponse:
     """Up to ``limit`` lines after the first ``skip``; poll again with ``skip=next`` until
-    ``complete`` (the attempt is finished and every line was returned)."""
-    row = _load(ctx, task_instance_id)  # the state is read before the file: no line is missed
-    final = row.state in TERMINAL
-    path = log_file(ctx.settings.log_path, row.log_path, task_instance_id)
-    if path is None or not path.is_file():
-        return LogWindow(lines=[], next=skip, complete=final, available=False)
-    lines, at_end = read_window(path, skip, limit, final)
-    return LogWindow(lines=lines, next=skip + len(lines), complete=final and at_end)
+    ``complete`` (the attempt is finished and every line was returned). With ``follow=true``,
+    a text/plain stream of the lines from ``skip`` on that ends when the attempt is over."""
+    row = _load(ctx, task_instance_id)  # the state is read before the log: no line is missed
+    if follow:
+        stream = logs.follow(ctx, task_instance_id, skip, lambda i: _load(ctx, i))
+        return StreamingResponse(stream, media_type="text/plain; charset=utf-8")
+    return logs.window(ctx, row, skip, limit)
 
 
-@router.get("/{task_instance_id}/log/download", response_class=FileResponse)
-def download_log(task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> FileResponse:
-    """The whole log file as text/plain."""
+@router.get("/{task_instance_id}/log/download", response_class=StreamingResponse)
+def download_log(task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Response:
+    """The whole log as text/plain."""
     row = _load(ctx, task_instance_id)
-    path = log_file(ctx.settings.log_path, row.log_path, task_instance_id)
-    if path is None or not path.is_file():
+    body = logs.download(ctx, row)
+    if body is None:
         raise NotFound(
-            f"task instance {task_instance_id} has no log file here",
-            {"task_instance_id": task_instance_id},
+            f"task instance {task_instance_id} has no log", {"task_instance_id": task_instance_id}
         )
-    return FileResponse(
-        path,
+    name = f"task-{row.id}-{row.name}-attempt-{row.attempt}.log"
+    if isinstance(body, Path):
+        return FileResponse(body, media_type="text/plain; charset=utf-8", filename=name)
+    return StreamingResponse(
+        body,
         media_type="text/plain; charset=utf-8",
-        filename=f"task-{row.id}-{row.name}-attempt-{row.attempt}.log",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 

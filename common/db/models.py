@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -299,3 +300,19 @@ class Datasource(Base):
     __table_args__ = (
         CheckConstraint("kind IN ('POSTGRESQL', 'MYSQL')", name="ck_datasource_kind"),
     )
+
+
+class TaskLogChunk(Base):
+    """A piece of an attempt's log shipped by its worker (revision 0006): raw bytes cut at line
+    ends, in ``seq`` order; ``first_line`` is the number of lines before it, ``line_count`` the
+    newlines in it."""
+
+    __tablename__ = "task_log_chunk"
+    task_instance_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("task_instance.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_line: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    line_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())

@@ -90,6 +90,11 @@ class TaskType(ABC):
         """Stop it for sure (SIGKILL to its process group)."""
         return signal_group(proc.pid, signal.SIGKILL)
 
+    def output_collector(self) -> OutputCollector:
+        """What reads the attempt's output for its outputs (a type may record more, e.g. SPARK
+        its application id)."""
+        return OutputCollector()
+
 
 @dataclass(frozen=True)
 class WorkerContext:

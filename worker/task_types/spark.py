@@ -1,15 +1,17 @@
-"""SPARK tasks: build a ``spark-submit`` argv from the task's fields (no shell in between) and run
-it in its own process group, so a kill reaches spark-submit and its driver JVM."""
+"""SPARK tasks: build a ``spark-submit`` argv from the task's fields (no shell in between), run it
+in its own process group (a kill reaches spark-submit and its driver JVM) and record the Spark
+application id it prints as the output ``spark_application_id``."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from worker.task_types import TaskType, current_context, register
+from worker.task_types import OutputCollector, TaskType, current_context, register
 from worker.task_types.runner_common import substitute, task_params
 
 # field -> spark-submit option, for the simple valued ones
@@ -25,6 +27,12 @@ _OPTIONS = (
     ("queue", "--queue"),
 )
 _LISTS = (("py_files", "--py-files"), ("jars", "--jars"), ("files", "--files"))
+APP_ID_KEY = "spark_application_id"
+# YARN (application_<ts>_<n>), standalone (app-<ts>-<n>) and local mode (local-<ms>) ids
+_APP_ID = re.compile(
+    rb"(?<![A-Za-z0-9])(application_\d+_\d+|app-\d{14}-\d{4,}|local-\d{10,})(?!\d)"
+)
+EVENT_DIR = "spark-events"
 
 
 def find_spark_submit(spec: Mapping[str, Any], env: Mapping[str, str]) -> str:
@@ -75,5 +83,37 @@ class SparkTask(TaskType):
 
     name = "SPARK"
 
+    def output_collector(self) -> OutputCollector:
+        return SparkOutput()
+
     def prepare(self, spec: Mapping[str, Any], env: dict[str, str], workdir: Path) -> list[str]:
-        return build_argv(find_spark_submit(spec, env), spec, task_params(spec))
+        argv = build_argv(find_spark_submit(spec, env), spec, task_params(spec))
+        if _local_without_event_log(spec):
+            # local mode prints its application id nowhere else: an event log in the attempt's
+            # work dir makes spark-submit name it ("Logging events to .../local-<ms>")
+            events = workdir / EVENT_DIR
+            events.mkdir(parents=True, exist_ok=True)
+            argv[1:1] = [
+                "--conf", "spark.eventLog.enabled=true",
+                "--conf", f"spark.eventLog.dir={events.resolve().as_uri()}",
+            ]  # fmt: skip
+        return argv
+
+
+def _local_without_event_log(spec: Mapping[str, Any]) -> bool:
+    conf = spec.get("conf") or {}
+    return str(spec.get("master") or "").startswith("local") and not any(
+        str(k).startswith("spark.eventLog.") for k in conf
+    )
+
+
+class SparkOutput(OutputCollector):
+    """The setValue outputs, plus the first Spark application id in the output."""
+
+    def feed(self, chunk: bytes) -> bytes:
+        lines = super().feed(chunk)
+        if APP_ID_KEY not in self.values and lines:
+            m = _APP_ID.search(lines)
+            if m:
+                self.values[APP_ID_KEY] = m.group(1).decode()
+        return lines
