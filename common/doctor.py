@@ -247,6 +247,8 @@ def take_snapshot(sf: SessionFactory, zk: ZkClient) -> Snapshot:
                 # master-run attempts (SUB_PROCESS, DEPENDENT, ...) hold no worker and no lease
                 " AND NOT (t.state = 'RUNNING' AND t.worker_id IS NULL"
                 " AND t.type = ANY(:logical))"
+                # queued FANOUT sub-executions wait on their host's queue; their driver expires them
+                " AND NOT (t.parent_id IS NOT NULL AND t.state <> 'RUNNING')"
             ),
             {"logical": q_attempts.master_run_types()},
         ).all()

@@ -5,16 +5,22 @@ host list (a dead host fails at once), and a downstream task runs after a succes
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from test_diamond import Cluster, api, instance, wait_terminal  # noqa: F401
-from test_semantics import run, tasks
+from kazoo.client import KazooClient
+from test_diamond import Cluster, api, instance, kz, wait_terminal  # noqa: F401
+from test_semantics import act, run, tasks
 
+from common import doctor
+from common.db.engine import make_engine, make_session_factory
 from common.localserver import wait_for
 from common.settings import Settings
+from common.zk import ZkClient
+from common.zk_paths import ZkPaths
 from worker.server import WorkerServer
 
 HOSTS = ("fan-a", "fan-b", "fan-c")
@@ -211,3 +217,125 @@ def test_bad_fanout_fields_are_a_422_naming_the_field(api: TestClient) -> None:
     r = api.post("/api/v1/workflows", json=bad)
     assert r.status_code == 422, r.text
     assert "task 'fan': target_params: names host(s) not in targets.hosts" in r.text
+
+
+def subs_when(
+    api: TestClient, iid: int, cond: Any, timeout: float, what: str
+) -> dict[str, dict[str, Any]]:
+    def check() -> dict[str, dict[str, Any]] | None:
+        latest = tasks(api, iid).get("fan")
+        if latest is None:
+            return None
+        subs = by_host(attempt(api, latest["id"])["sub_executions"] or [])
+        return subs if subs and cond(subs) else None
+
+    return wait_for(check, timeout, 0.1, what)
+
+
+def test_a_target_whose_worker_stops_fails_and_is_not_run_again(
+    fleet: dict[str, WorkerServer], api: TestClient, timeout_scale: float
+) -> None:
+    command = 'if [ "${slow}" = yes ]; then sleep 120; fi\n'
+    spec = {
+        "name": "fan-lost",
+        "tasks": [
+            fan(
+                "fan",
+                {"hosts": ["fan-a", "fan-b"]},
+                command,
+                params={"slow": "no"},
+                target_params={"fan-b": {"slow": "yes"}},
+            )
+        ],
+    }
+    iid = run(api, spec)
+    subs_when(
+        api,
+        iid,
+        lambda s: s["fan-b"]["state"] == "RUNNING" and s["fan-a"]["state"] == "SUCCESS",
+        30 * timeout_scale,
+        "fan-b to run and fan-a to finish",
+    )
+    fleet["fan-b"].stop(grace=0)  # its running task is handed back (NEED_FAULT_TOLERANCE)
+    inst = wait_terminal(api, iid, 30 * timeout_scale)
+    assert inst["state"] == "FAILURE", inst
+    node = attempt(api, tasks(api, iid)["fan"]["id"])
+    subs = by_host(node["sub_executions"])
+    assert subs["fan-b"]["state"] == "NEED_FAULT_TOLERANCE", subs["fan-b"]
+    assert subs["fan-a"]["state"] == "SUCCESS"
+    assert "fan-b" in node["reason"]
+    # no retry inside: one row per target, and the DAG never re-offered the lost one
+    rows = api.get(f"/api/v1/instances/{iid}/tasks").json()["items"]
+    assert sorted(r["name"] for r in rows if r["name"].startswith("fan@")) == [
+        "fan@fan-a",
+        "fan@fan-b",
+    ]
+
+
+def test_an_unclaimed_target_fails_after_its_timeout_and_doctor_leaves_it_alone(
+    fleet: dict[str, WorkerServer],
+    api: TestClient,
+    settings: Settings,
+    kz: KazooClient,
+    timeout_scale: float,
+) -> None:
+    # a registration that claims nothing: its host counts as live, but nobody takes its work
+    paths = ZkPaths(settings.zk.root)
+    kz.create(
+        paths.worker(GROUP, "phantom-1"),
+        json.dumps({"host": "phantom", "epoch": 10**9}).encode(),
+        ephemeral=True,
+        makepath=True,
+    )
+    spec = {"name": "fan-phantom", "tasks": [fan("fan", {"group": GROUP}, per_target_timeout_s=2)]}
+    iid = run(api, spec)
+    subs = subs_when(
+        api,
+        iid,
+        lambda s: s["phantom"]["state"] == "DISPATCHED" and s["fan-a"]["state"] == "SUCCESS",
+        30 * timeout_scale,
+        "the phantom's sub-execution to wait in its host queue",
+    )
+    assert kz.get_children(paths.host_queue("phantom"))  # queued on its host, not the group
+    engine = make_engine(settings.db)
+    zk = ZkClient(settings.zk, name="doctor")
+    zk.start()
+    try:
+        findings, _ = doctor.run(make_session_factory(engine), zk, do_repair=False)
+    finally:
+        zk.stop()
+        engine.dispose()
+    assert not [f for f in findings if subs["phantom"]["id"] in f.ids], findings
+    inst = wait_terminal(api, iid, 30 * timeout_scale)
+    assert inst["state"] == "FAILURE", inst
+    node = attempt(api, tasks(api, iid)["fan"]["id"])
+    phantom = by_host(node["sub_executions"])["phantom"]
+    assert phantom["state"] == "FAILURE"
+    assert phantom["reason"].startswith("not started within 2s"), phantom
+    assert kz.get_children(paths.host_queue("phantom")) == []
+    assert "1 of 4 target(s) failed: phantom" in node["reason"]
+
+
+def test_stop_kills_every_sub_execution(
+    fleet: dict[str, WorkerServer], api: TestClient, timeout_scale: float
+) -> None:
+    iid = run(api, {"name": "fan-stop", "tasks": [fan("fan", {"group": GROUP}, "sleep 120\n")]})
+    subs_when(
+        api,
+        iid,
+        lambda s: len(s) == 3 and all(x["state"] == "RUNNING" for x in s.values()),
+        30 * timeout_scale,
+        "every target to run",
+    )
+    act(api, iid, "stop")
+    inst = wait_terminal(api, iid, 30 * timeout_scale)
+    assert inst["state"] == "STOP", inst
+    subs = subs_when(
+        api,
+        iid,
+        lambda s: all(x["state"] == "KILL" for x in s.values()),
+        15 * timeout_scale,
+        "every sub-execution to be killed",
+    )
+    assert sorted(subs) == sorted(HOSTS)
+    assert tasks(api, iid)["fan"]["state"] == "KILL"
