@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from api import logs
 from api.deps import ApiContext, get_ctx
 from api.schemas import ERROR_RESPONSES, MAX_ID, ActionAccepted, DbId, LogWindow, TaskInstanceOut
+from api.schemas_fanout import SubExecutionPage, TaskInstanceWithSubs, sub_executions, with_subs
 from common import signals
 from common.db import control, runs
 from common.db.models import TaskInstance
@@ -32,12 +33,25 @@ def _load(ctx: ApiContext, task_instance_id: int) -> TaskInstance:
         return runs.get_task_instance(s, task_instance_id)
 
 
-@router.get("/{task_instance_id}", response_model=TaskInstanceOut)
+@router.get("/{task_instance_id}", response_model=TaskInstanceWithSubs)
 def get_task_instance(
     task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)
 ) -> TaskInstanceOut:
-    """One attempt in full (the resolved environment is never shown)."""
-    return TaskInstanceOut.from_row(_load(ctx, task_instance_id))
+    """One attempt in full (the resolved environment is never shown); a FANOUT attempt with
+    its sub-executions."""
+    with ctx.session_factory.begin() as s:
+        return with_subs(s, runs.get_task_instance(s, task_instance_id))
+
+
+@router.get("/{task_instance_id}/sub-executions", response_model=SubExecutionPage)
+def get_sub_executions(
+    task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)
+) -> SubExecutionPage:
+    """The sub-executions of a FANOUT attempt: host, params, state, times, exit code, output."""
+    with ctx.session_factory.begin() as s:
+        runs.get_task_instance(s, task_instance_id)  # 404 for an unknown id
+        items = sub_executions(s, task_instance_id)
+    return SubExecutionPage(parent_id=task_instance_id, items=items, total=len(items))
 
 
 @router.get(

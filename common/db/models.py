@@ -184,8 +184,20 @@ class TaskInstance(Base):
     dispatch_time: Mapped[datetime | None] = mapped_column(TS)
     start_time: Mapped[datetime | None] = mapped_column(TS)
     end_time: Mapped[datetime | None] = mapped_column(TS)
+    # a FANOUT sub-execution: the FANOUT attempt it belongs to and its target host (revision 0007)
+    parent_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("task_instance.id", ondelete="CASCADE")
+    )
+    target: Mapped[str | None] = mapped_column(String(200))
     __table_args__ = (
         UniqueConstraint("workflow_instance_id", "name", "attempt", name="uq_task_attempt"),
+        Index(
+            "uq_ti_parent_target",
+            "parent_id",
+            "target",
+            unique=True,
+            postgresql_where=text("parent_id IS NOT NULL"),
+        ),
         Index(
             "ix_ti_active_state",
             "state",
