@@ -1,22 +1,29 @@
 """/datasources against real PostgreSQL (FastAPI TestClient on create_app): CRUD, 422s naming the
-field, 409 on a taken name, the password encrypted at rest, never returned and never logged."""
+field, 409 on a taken name, the password encrypted at rest, never returned and never logged, and
+absent from SQL tasks' logs (files and shipped copies) and the worker's own log."""
 
 from __future__ import annotations
 
 import logging
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from task_type_support import create_typed_run, log_of, push, wait_rows
 
 from api.app import create_app
 from common.crypto import KEY_FILE, SecretBox
 from common.db.engine import SessionFactory, make_engine, make_session_factory
+from common.localserver import PostgresServer
 from common.settings import Settings
 from common.zk import ZkClient
+from worker.server import WorkerServer
+
+pytest_plugins = ["task_type_support"]  # the worker fixtures (start_worker, zk)
 
 TOKEN = "test-token-ds"
 SECRET = "s3cr3t-Pa55word!"
@@ -117,3 +124,50 @@ def test_bad_input_is_a_422_naming_the_field_without_echoing_secrets(
     r = c.post("/api/v1/datasources", json=body)
     assert r.status_code == 422, r.text
     assert field in r.json()["error"]["message"] and SECRET not in r.text
+
+
+def test_password_never_in_task_logs_shipped_chunks_worker_logs_or_api(
+    client: tuple[TestClient, SessionFactory],
+    settings: Settings,
+    db_url: str,
+    pg_server: PostgresServer,
+    start_worker: Callable[..., WorkerServer],
+    zk: ZkClient,
+    caplog: pytest.LogCaptureFixture,
+    timeout_scale: float,
+) -> None:
+    """A SQL task that works and one whose connection fails, on datasources made through the API:
+    the password is in none of the task logs, their copies shipped to PostgreSQL, the worker's and
+    the API's own logs, or any answer of the API about them."""
+    c, sf = client
+    caplog.set_level(logging.DEBUG)
+    for name, database in (("good", make_url(db_url).database), ("bad", "no_such_database")):
+        r = c.post("/api/v1/datasources", json={
+            "name": name, "kind": "POSTGRESQL", "host": "127.0.0.1", "port": pg_server.port,
+            "database": database, "user": "postgres", "password": SECRET})  # fmt: skip
+        assert r.status_code == 201 and SECRET not in r.text
+    start_worker()
+    run = create_typed_run(sf, [
+        {"type": "SQL", "datasource": "good", "sql": "SELECT current_database() AS db"},
+        {"type": "SQL", "datasource": "bad", "sql": "SELECT 1"},
+    ])  # fmt: skip
+    push(zk, run)
+    got = wait_rows(sf, run.task_ids, timeout_scale)
+    ok, failed = (got[i] for i in run.task_ids)
+    assert (ok.state, failed.state) == ("SUCCESS", "FAILURE")
+    assert "no_such_database" in log_of(failed)  # the failure is explained ...
+    with sf() as s:
+        shipped = b"".join(s.execute(text("SELECT data FROM task_log_chunk")).scalars())
+    assert b"no_such_database" in shipped
+    answers = [c.get("/api/v1/datasources").text]
+    for ti in run.task_ids:
+        for sub in ("", "/log", "/log/download"):
+            r = c.get(f"/api/v1/task-instances/{ti}{sub}")
+            assert r.status_code == 200, r.text
+            answers.append(r.text)
+    # ... and the password is nowhere
+    assert SECRET not in log_of(ok) + log_of(failed)
+    assert SECRET.encode() not in shipped
+    assert not [a for a in answers if SECRET in a]
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "bad" in logged and SECRET not in logged

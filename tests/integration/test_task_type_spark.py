@@ -1,7 +1,7 @@
 """SPARK tasks through a real worker: the spark-submit argv built from the fields (checked with a
-fake spark-submit), kill of the whole group, and a real local-mode word count when pyspark is
-available (the venv, or a directory in DAGKEEPER_TEST_PYSPARK: ``pip install --target DIR pyspark``;
-~450 MB, so it is not a test extra)."""
+fake spark-submit), kill of the whole group, and a real local-mode word count with the ``pyspark``
+package of the test extra (or a directory in DAGKEEPER_TEST_PYSPARK: ``pip install --target DIR
+pyspark``): its counts, its Spark application id recorded, and a kill that ends it within 5 s."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from task_type_support import (
 
 from common.db.engine import SessionFactory
 from common.localserver import wait_for
+from common.settings import Settings
 from common.zk import ZkClient
 from worker.server import WorkerServer
 
@@ -61,6 +62,7 @@ def test_spark_submit_argv_from_fields_and_kill(
     zk: ZkClient,
     start_worker: Callable[..., WorkerServer],
     fake_submit: Path,
+    settings: Settings,
     tmp_path: Path,
     timeout_scale: float,
 ) -> None:
@@ -75,10 +77,11 @@ def test_spark_submit_argv_from_fields_and_kill(
              "conf": {"spark.sql.shuffle.partitions": "8"}, "jars": ["a.jar", "b.jar"],
              "args": ["--day", "${day}", "two words"], "env": {"day": "2026-01-02"}},
             {"type": "SPARK", "app": "/apps/job.py", "py_files": ["dep.zip"], "app_name": "nightly"},
+            {"type": "SPARK", "app": "/apps/local.py", "master": "local[2]"},
         ],
         timeout_scale,
     )  # fmt: skip
-    jar, py = got.values()
+    jar, py, local = got.values()
     assert jar.state == "SUCCESS", log_of(jar)
     assert argv_of(log_of(jar)) == [
         "--master", "yarn", "--deploy-mode", "cluster", "--class", "com.example.Etl",
@@ -88,6 +91,14 @@ def test_spark_submit_argv_from_fields_and_kill(
         "/apps/etl.jar", "--day", "2026-01-02", "two words",
     ]  # fmt: skip
     assert argv_of(log_of(py)) == ["--name", "nightly", "--py-files", "dep.zip", "/apps/job.py"]
+    # local mode: an event log in the work dir, so that spark-submit names the application id
+    events = (
+        f"spark.eventLog.dir=file://{settings.exec_path}/{local.workflow_instance_id}/{local.id}"
+    )
+    assert argv_of(log_of(local)) == [
+        "--conf", "spark.eventLog.enabled=true", "--conf", f"{events}/spark-events",
+        "--master", "local[2]", "--name", "t2", "/apps/local.py",
+    ]  # fmt: skip
 
     # kill reaches spark-submit's children (the driver JVM in real life)
     pids = tmp_path / "pids"
@@ -158,7 +169,9 @@ def test_real_spark_word_count_in_local_mode(
     log = log_of(row)
     assert row.state == "SUCCESS", log[-3000:]
     assert "COUNT be 3" in log and "COUNT to 3" in log and "COUNT question 1" in log
-    assert row.output == {"words": "12"}
+    assert row.output["words"] == "12"
+    app_id = row.output["spark_application_id"]
+    assert app_id.startswith("local-") and app_id in log, row.output
     print(f"real spark word count took {time.monotonic() - t0:.1f}s")
 
     # kill of a running Spark job ends spark-submit, the driver JVM and its Python within 5 s
@@ -184,8 +197,12 @@ def test_real_spark_word_count_in_local_mode(
     t1 = time.monotonic()
     assert w.kill_task(ti)
     wait_for(lambda: not any(_pgid(p.pid) == pgid for p in members), 5, what="spark group gone")
-    assert wait_rows(sf, [ti], timeout_scale, timeout=5)[ti].state == "KILL"
-    print(f"spark job gone {time.monotonic() - t1:.2f}s after the kill")
+    took = time.monotonic() - t1
+    killed = wait_rows(sf, [ti], timeout_scale, timeout=5)[ti]
+    assert killed.state == "KILL" and took < 5
+    # the application id was recorded before the kill (the handle of a cluster-mode job)
+    assert killed.output["spark_application_id"].startswith("local-"), killed.output
+    print(f"spark job gone {took:.2f}s after the kill")
 
 
 def _pgid(pid: int) -> int | None:

@@ -79,6 +79,7 @@ def test_kill_request_kills_the_group_and_reports_kill(
     wait_for(lambda: group_gone(row.pid or 0), 2 * timeout_scale, interval=0.02, what="group gone")
     took = time.monotonic() - asked
     print(f"\nkill request -> process group gone in {took:.2f}s (kill grace 0.5s)")
+    assert took < 5  # must-show: a kill ends the real work within 5 s
     after = wait_rows(sf, [ti], timeout_scale, timeout=2)[ti]
     assert (after.state, after.exit_code) == ("KILL", 143)
     assert after.lease_token == w.epoch
