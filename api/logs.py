@@ -113,27 +113,32 @@ def has_chunks(ctx: ApiContext, ti_id: int) -> bool:
         return bool(s.execute(_ANY_CHUNK, {"id": ti_id}).scalar())
 
 
-def local_file(ctx: ApiContext, row: TaskInstance) -> Path | None:
-    """The attempt's log file if it ran on this machine (its host is this API's
-    ``worker.host``); 403 if its path leaves the log dir."""
-    if not row.log_path or row.host != ctx.settings.worker.host:
-        return None
+def local_file(row: TaskInstance, log_root: Path) -> tuple[Path | None, bool]:
+    """The attempt's log file if it is on this machine, inside ``log_root``; and whether its
+    recorded path was refused for leaving the log directory (``..``, absolute, a symlink)."""
+    if not row.log_path:
+        return None, False
     try:
-        path = confined(ctx.settings.log_path, row.log_path)
+        path = confined(log_root, row.log_path)
     except LogPathRefused:
-        log.warning("api: task instance %d: refusing log path %r", row.id, row.log_path)
-        raise Forbidden(
-            f"task instance {row.id}: its log path is outside the log directory",
-            {"task_instance_id": row.id},
-        ) from None
-    return path if path.is_file() else None
+        log.warning("api: task instance %d: not reading log path %r", row.id, row.log_path)
+        return None, True
+    return (path if path.is_file() else None), False
+
+
+def _refused(row: TaskInstance) -> Forbidden:
+    return Forbidden(
+        f"task instance {row.id}: its log path is outside the log directory",
+        {"task_instance_id": row.id},
+    )
 
 
 def window(
     ctx: ApiContext, row: TaskInstance, skip: int, limit: int, live: bool = True
 ) -> LogWindow:
-    """Lines ``skip`` .. ``skip+limit``: live tail, else PostgreSQL, else the local file, else
-    (shipping off) the worker of a finished attempt."""
+    """Lines ``skip`` .. ``skip+limit``: the live tail, else PostgreSQL, else the local file,
+    else (nothing shipped) the worker of a finished attempt. 403 if the only source left is a
+    path outside the log directory."""
     final = row.state in TERMINAL
     url = worker_url(ctx, row) if live and row.state == "RUNNING" else None
     if url:
@@ -143,7 +148,7 @@ def window(
     lines, at_end = window_from_chunks(chunks(ctx, row.id, skip), skip, limit, final)
     if lines or has_chunks(ctx, row.id):
         return LogWindow(lines=lines, next=skip + len(lines), complete=final and at_end)
-    path = local_file(ctx, row)
+    path, refused = local_file(row, ctx.settings.log_path)
     if path is not None:
         lines, at_end = read_window(path, skip, limit, final)
         return LogWindow(lines=lines, next=skip + len(lines), complete=final and at_end)
@@ -152,6 +157,8 @@ def window(
         got = _live(ctx, url, row, {"skip": skip, "limit": limit})
         if got is not None:
             return LogWindow(lines=got["lines"], next=got["next"], complete=got["complete"])
+    if refused:
+        raise _refused(row)
     return LogWindow(lines=[], next=skip, complete=final, available=False)
 
 
@@ -202,11 +209,14 @@ def download(ctx: ApiContext, row: TaskInstance) -> Iterator[bytes] | Path | Non
                 return body
     if has_chunks(ctx, row.id):
         return (c.data for c in chunks(ctx, row.id))
-    path = local_file(ctx, row)
+    path, refused = local_file(row, ctx.settings.log_path)
     if path is not None:
         return path
     url = worker_url(ctx, row) if row.state in TERMINAL else None
-    return _live_download(ctx, url, row.id) if url else None
+    body = _live_download(ctx, url, row.id) if url else None
+    if body is None and refused:
+        raise _refused(row)
+    return body
 
 
 def _live_download(ctx: ApiContext, url: str, ti_id: int) -> Iterator[bytes] | None:
