@@ -5,12 +5,9 @@ key on (schedule, fire time) keeps a fire from happening twice."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
+from harness import Cluster
 from kazoo.client import KazooClient
 
 from api.routers.cluster import cron_leader
@@ -19,36 +16,7 @@ from common.db.definitions import create_workflow
 from common.spec import parse_workflow_spec
 from common.zk_paths import ZkPaths
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
-from harness import Cluster  # noqa: E402
-
 SESSION_S = 4
-
-
-@pytest.fixture
-def cluster(
-    request: pytest.FixtureRequest,
-    server_root: Path,
-    db_url: str,
-    zk_hosts: str,
-    zk_root: str,
-    timeout_scale: float,
-) -> Iterator[Cluster]:
-    c = Cluster(
-        server_root / f"cronkill{zk_root.replace('/', '_')}",
-        db_url,
-        zk_hosts,
-        zk_root,
-        timeout_scale,
-        session_timeout_s=SESSION_S,
-    )
-    failed = request.session.testsfailed
-    try:
-        yield c
-    finally:
-        c.close()
-        if request.session.testsfailed > failed:
-            print(c.logs())
 
 
 def _fire_times(c: Cluster, schedule_id: int) -> list[datetime]:
@@ -70,8 +38,8 @@ def _leader_proc(c: Cluster, zk: KazooClient) -> str | None:
     return None
 
 
-def test_killing_the_cron_leader_loses_and_doubles_no_fire(cluster: Cluster) -> None:
-    c = cluster
+def test_killing_the_cron_leader_loses_and_doubles_no_fire(proc_cluster: Cluster) -> None:
+    c = proc_cluster
     for m in ("m1", "m2", "m3"):
         c.master(m)
     c.worker("w1")

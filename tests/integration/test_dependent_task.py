@@ -4,10 +4,8 @@ OR passes on one item, AND waits for both, and an upstream success is seen withi
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -403,40 +401,10 @@ def test_stop_and_pause_end_a_waiting_dependency(
 # --- failover ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def procs(
-    request: pytest.FixtureRequest,
-    server_root: Path,
-    db_url: str,
-    zk_hosts: str,
-    zk_root: str,
-    timeout_scale: float,
-) -> Iterator[Any]:
-    """Masters as real processes (tests/chaos/harness.py), for kill -9."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
-    from harness import Cluster as ProcCluster
-
-    c = ProcCluster(
-        server_root / f"cluster{zk_root.replace('/', '_')}",
-        db_url,
-        zk_hosts,
-        zk_root,
-        timeout_scale,
-        session_timeout_s=4,
-    )
-    failed = request.session.testsfailed
-    try:
-        yield c
-    finally:
-        c.close()
-        if request.session.testsfailed > failed:
-            print(c.logs())
-
-
 def test_after_a_master_failover_the_timeout_still_counts_from_the_attempt_start(
-    procs: Any,
+    proc_cluster: Any,
 ) -> None:
-    c, timeout = procs, 10.0
+    c, timeout = proc_cluster, 10.0
     c.master("m1")
     c.master("m2")
     c.wait_registered(2, 0)

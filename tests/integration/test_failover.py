@@ -5,23 +5,19 @@ invariants: everything terminal, one success per task, no overlapping attempts, 
 from __future__ import annotations
 
 import shutil
-import sys
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from harness import Cluster, group_alive
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
 from common.localserver import PostgresServer, ZookeeperServer, free_port
 from common.zk import registration_epoch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
-from harness import Cluster, group_alive  # noqa: E402
 
 SESSION_S = 4
 
@@ -31,32 +27,6 @@ def _dead(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-@pytest.fixture
-def cluster(
-    request: pytest.FixtureRequest,
-    server_root: Path,
-    db_url: str,
-    zk_hosts: str,
-    zk_root: str,
-    timeout_scale: float,
-) -> Iterator[Cluster]:
-    c = Cluster(
-        server_root / f"cluster{zk_root.replace('/', '_')}",
-        db_url,
-        zk_hosts,
-        zk_root,
-        timeout_scale,
-        session_timeout_s=SESSION_S,
-    )
-    failed = request.session.testsfailed
-    try:
-        yield c
-    finally:
-        c.close()
-        if request.session.testsfailed > failed:
-            print(c.logs())
 
 
 def _done(c: Cluster, iid: int, timeout: float = 60) -> None:
@@ -83,10 +53,10 @@ def _running(c: Cluster, iid: int, name: str, attempt: int = 1):  # type: ignore
     return find
 
 
-def test_worker_kill9_task_rerun_on_other_worker(cluster: Cluster) -> None:
+def test_worker_kill9_task_rerun_on_other_worker(proc_cluster: Cluster) -> None:
     """kill -9 of the worker process alone: its guardian kills the task's process group (a
     subshell included) at once, and the task runs again on another worker."""
-    c = cluster
+    c = proc_cluster
     c.master("m1")
     c.worker("w1")
     c.worker("w2")
@@ -123,8 +93,8 @@ def test_worker_kill9_task_rerun_on_other_worker(cluster: Cluster) -> None:
     _assert_clean(c)
 
 
-def test_master_kill9_instance_adopted(cluster: Cluster) -> None:
-    c = cluster
+def test_master_kill9_instance_adopted(proc_cluster: Cluster) -> None:
+    c = proc_cluster
     c.master("m1")
     c.master("m2")
     c.worker("w1")
@@ -161,10 +131,10 @@ def test_master_kill9_instance_adopted(cluster: Cluster) -> None:
     _assert_clean(c)
 
 
-def test_sigstopped_worker_is_fenced(cluster: Cluster, tmp_path: Path) -> None:
+def test_sigstopped_worker_is_fenced(proc_cluster: Cluster, tmp_path: Path) -> None:
     """A worker frozen past the session timeout: its tasks run again elsewhere; after SIGCONT its
     late reports are rejected and its task process groups are killed."""
-    c = cluster
+    c = proc_cluster
     c.master("m1")
     c.worker("w1")
     c.wait_registered(1, 1)
@@ -375,12 +345,12 @@ def _log_has(c: Cluster, name: str, text: str) -> bool:
 
 
 def test_registration_waits_for_postgresql(
-    cluster: Cluster, pg_server: PostgresServer, zk_hosts: str, zk_root: str
+    proc_cluster: Cluster, pg_server: PostgresServer, zk_hosts: str, zk_root: str
 ) -> None:
     """Without PostgreSQL there is no epoch: a master starting, and a master and a worker whose
     sessions expired, stay unregistered and retry; once it is back they register with new
     epochs and work goes on."""
-    c = cluster
+    c = proc_cluster
     pg_server.stop()
     try:
         c.master("m1")
@@ -420,8 +390,8 @@ def test_registration_waits_for_postgresql(
     _assert_clean(c)
 
 
-def test_master_killed_during_failover(cluster: Cluster) -> None:
-    c = cluster
+def test_master_killed_during_failover(proc_cluster: Cluster) -> None:
+    c = proc_cluster
     for m in ("m1", "m2", "m3"):
         c.master(m)
     c.worker("w1")

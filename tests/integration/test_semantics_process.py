@@ -1,19 +1,18 @@
 """Stop on real processes: a stop requested while the task's worker is killed -9 still reaches
 STOP (its attempt is failed over but not run again), and the task's process group is gone."""
 
-# ruff: noqa: I001  (test_failover puts tests/chaos on sys.path before harness is imported)
 from __future__ import annotations
 
 import time
 
-from test_failover import _running, cluster  # noqa: F401 - fixture used by name
+from harness import Cluster, group_alive
+from test_failover import _running
 
 from common.db import control
-from harness import Cluster, group_alive  # tests/chaos, put on sys.path by test_failover
 
 
-def test_stop_with_the_tasks_worker_killed_still_reaches_stop(cluster: Cluster) -> None:
-    c = cluster
+def test_stop_with_the_tasks_worker_killed_still_reaches_stop(proc_cluster: Cluster) -> None:
+    c = proc_cluster
     c.master("m1")
     c.worker("w1")
     c.wait_registered(1, 1)

@@ -5,19 +5,16 @@ master adopts parent and child, both complete, and each parent attempt has exact
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from harness import Cluster as ProcCluster
 from test_diamond import Cluster, api, cluster, instance, wait_terminal  # noqa: F401
 from test_semantics import act, create, start, tasks, wait_state, wait_task
 
 from common.settings import Settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
-from harness import Cluster as ProcCluster  # noqa: E402
 
 
 def small(settings: Settings) -> None:
@@ -181,64 +178,52 @@ def test_pause_and_resume_keep_the_same_child(
     assert r.json()["total"] == 1, r.text
 
 
-def test_master_kill9_while_child_runs(
-    server_root: Path, db_url: str, zk_hosts: str, zk_root: str, timeout_scale: float
-) -> None:
-    c = ProcCluster(
-        server_root / f"subproc{zk_root.replace('/', '_')}",
-        db_url,
-        zk_hosts,
-        zk_root,
-        timeout_scale,
-        session_timeout_s=4,
-    )
-    try:
-        c.master("m1")
-        c.master("m2")
-        c.worker("w1")
-        c.wait_registered(2, 1)
-        # the leaf workflow, then a parent whose SUB_PROCESS runs it (direct rows: no API here)
-        leaf_iid = c.submit([{"name": "a", "command": "sleep 4"}], name="kill-leaf")
-        c.wait(lambda: c.state(leaf_iid) == "SUCCESS", 30, "the leaf workflow's own run")
-        leaf_wid = c.one("SELECT workflow_id FROM workflow_instance WHERE id = :i", i=leaf_iid)
-        parent = _submit_raw(c, {"name": "kill-top", "tasks": [sub("down", int(leaf_wid))]})
+def test_master_kill9_while_child_runs(proc_cluster: ProcCluster) -> None:
+    c = proc_cluster
+    c.master("m1")
+    c.master("m2")
+    c.worker("w1")
+    c.wait_registered(2, 1)
+    # the leaf workflow, then a parent whose SUB_PROCESS runs it (direct rows: no API here)
+    leaf_iid = c.submit([{"name": "a", "command": "sleep 4"}], name="kill-leaf")
+    c.wait(lambda: c.state(leaf_iid) == "SUCCESS", 30, "the leaf workflow's own run")
+    leaf_wid = c.one("SELECT workflow_id FROM workflow_instance WHERE id = :i", i=leaf_iid)
+    parent = _submit_raw(c, {"name": "kill-top", "tasks": [sub("down", int(leaf_wid))]})
 
-        def child_running() -> int | None:
-            row = c.rows(
-                "SELECT w.id FROM workflow_instance w JOIN task_instance t"
-                " ON t.id = w.parent_task_instance_id JOIN task_instance a"
-                " ON a.workflow_instance_id = w.id"
-                " WHERE t.workflow_instance_id = :p AND a.state = 'RUNNING'",
-                p=parent,
-            )
-            return int(row[0][0]) if row else None
-
-        child = c.wait(child_running, 30, "the child's task to run")
-        owner = c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=parent)
-        assert owner == c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=child)
-        victim = c.master_owning(parent)
-        assert victim is not None
-        c.kill9(victim)
-        assert c.state(child) == "RUNNING" and c.state(parent) == "RUNNING"
-        c.wait(lambda: c.state(parent) == "SUCCESS", 60, "the parent to complete")
-        assert c.state(child) == "SUCCESS"
-        new_owner = c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=parent)
-        assert new_owner != owner
-        per_attempt = c.rows(
-            "SELECT t.id, count(w.id) FROM task_instance t LEFT JOIN workflow_instance w"
-            " ON w.parent_task_instance_id = t.id WHERE t.workflow_instance_id = :p"
-            " GROUP BY t.id",
+    def child_running() -> int | None:
+        row = c.rows(
+            "SELECT w.id FROM workflow_instance w JOIN task_instance t"
+            " ON t.id = w.parent_task_instance_id JOIN task_instance a"
+            " ON a.workflow_instance_id = w.id"
+            " WHERE t.workflow_instance_id = :p AND a.state = 'RUNNING'",
             p=parent,
         )
-        assert [n for _, n in per_attempt] == [1], per_attempt
-        children = c.one(
-            "SELECT count(*) FROM workflow_instance WHERE workflow_id = :w", w=int(leaf_wid)
-        )
-        assert children == 2  # the leaf's own run and the one child
-        rc, out = c.doctor()
-        assert rc == 0, out
-    finally:
-        c.close()
+        return int(row[0][0]) if row else None
+
+    child = c.wait(child_running, 30, "the child's task to run")
+    owner = c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=parent)
+    assert owner == c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=child)
+    victim = c.master_owning(parent)
+    assert victim is not None
+    c.kill9(victim)
+    assert c.state(child) == "RUNNING" and c.state(parent) == "RUNNING"
+    c.wait(lambda: c.state(parent) == "SUCCESS", 60, "the parent to complete")
+    assert c.state(child) == "SUCCESS"
+    new_owner = c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=parent)
+    assert new_owner != owner
+    per_attempt = c.rows(
+        "SELECT t.id, count(w.id) FROM task_instance t LEFT JOIN workflow_instance w"
+        " ON w.parent_task_instance_id = t.id WHERE t.workflow_instance_id = :p"
+        " GROUP BY t.id",
+        p=parent,
+    )
+    assert [n for _, n in per_attempt] == [1], per_attempt
+    children = c.one(
+        "SELECT count(*) FROM workflow_instance WHERE workflow_id = :w", w=int(leaf_wid)
+    )
+    assert children == 2  # the leaf's own run and the one child
+    rc, out = c.doctor()
+    assert rc == 0, out
 
 
 def _submit_raw(c: ProcCluster, raw: dict[str, Any]) -> int:

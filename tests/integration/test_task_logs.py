@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import http.client
 import os
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
+from harness import Cluster
 from sqlalchemy import text
 from test_worker import (  # noqa: F401 - fixtures used by name below
     create_run,
@@ -36,9 +35,6 @@ from common.settings import Settings
 from common.tasklogs import resolve_token
 from common.zk import ZkClient
 from worker.server import WorkerServer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
-from harness import Cluster  # noqa: E402
 
 BIG = "seq -f 'row %g xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' 1 3000"
 
@@ -230,30 +226,10 @@ def test_log_requests_that_try_to_escape_the_log_dir_are_refused(
 TOKEN = "log-token-for-the-cluster"
 
 
-@pytest.fixture
-def cluster(
-    request: pytest.FixtureRequest,
-    server_root: Path,
-    db_url: str,
-    zk_hosts: str,
-    zk_root: str,
-    timeout_scale: float,
-) -> Iterator[Cluster]:
-    c = Cluster(server_root / f"logs{zk_root.replace('/', '_')}", db_url, zk_hosts, zk_root,
-                timeout_scale, session_timeout_s=4)  # fmt: skip
-    failed = request.session.testsfailed
-    try:
-        yield c
-    finally:
-        c.close()
-        if request.session.testsfailed > failed:
-            print(c.logs())
-
-
 def test_follow_sees_lines_while_writing_and_log_outlives_a_killed_worker(
-    cluster: Cluster, timeout_scale: float
+    proc_cluster: Cluster, timeout_scale: float
 ) -> None:
-    c = cluster
+    c = proc_cluster
     logs = {"DAGKEEPER_LOGS__TOKEN": TOKEN, "DAGKEEPER_LOGS__SERVER_BIND": "127.0.0.1"}
     port = free_port()
     c.master("m1")
