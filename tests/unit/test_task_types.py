@@ -72,7 +72,7 @@ def test_bad_fields_name_task_and_field(type_name, fields, field):
         ("PROCEDURE", {"datasource": "pg", "procedure": "p", "out_params": {"b": "numeric(10,2)"}}),
         ("HTTP", {"url": "https://x/y", "method": "post", "success_codes": [200, "2xx"]}),
         ("SPARK", {"app": "a.jar", "main_class": "M", "args": ["1"], "conf": {"k": "v"}}),
-        ("SUB_PROCESS", {"anything": 1}),
+        ("SUB_PROCESS", {"workflow_id": 3}),
     ],
 )
 def test_good_fields_pass(type_name, fields):
