@@ -214,6 +214,9 @@ class TaskAttemptSummary(BaseModel):
     waiting: str | None = None
     # the child instance a SUB_PROCESS attempt started (GET /instances/{id} fills it in)
     child_instance_id: int | None = None
+    # a FANOUT sub-execution: the FANOUT attempt it belongs to and its target host
+    parent_id: int | None = None
+    target: str | None = None
 
     @classmethod
     def from_row(cls, t: TaskInstance) -> TaskAttemptSummary:
@@ -230,6 +233,8 @@ class TaskAttemptSummary(BaseModel):
             exit_code=t.exit_code,
             reason=t.reason,
             task_group=t.task_group,
+            parent_id=t.parent_id,
+            target=t.target,
         )
 
 

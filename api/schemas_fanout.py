@@ -36,11 +36,9 @@ class SubExecutionPage(BaseModel):
 
 
 class TaskInstanceWithSubs(TaskInstanceOut):
-    """An attempt; a FANOUT attempt also lists its sub-executions, and a sub-execution names
-    its FANOUT attempt and target host."""
+    """An attempt; a FANOUT attempt also lists its sub-executions (a sub-execution names its
+    FANOUT attempt and target host in ``parent_id`` and ``target``, as in every summary)."""
 
-    parent_id: int | None = None
-    target: str | None = None
     sub_executions: list[SubExecutionOut] | None = None
 
 
@@ -51,6 +49,4 @@ def sub_executions(s: Session, parent_id: int) -> list[SubExecutionOut]:
 def with_subs(s: Session, row: TaskInstance) -> TaskInstanceWithSubs:
     base = TaskInstanceOut.from_row(row).model_dump()
     subs = sub_executions(s, row.id) if row.type == "FANOUT" else None
-    return TaskInstanceWithSubs(
-        **base, parent_id=row.parent_id, target=row.target, sub_executions=subs
-    )
+    return TaskInstanceWithSubs(**base, sub_executions=subs)

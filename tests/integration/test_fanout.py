@@ -270,6 +270,9 @@ def test_a_target_whose_worker_stops_fails_and_is_not_run_again(
         "fan@fan-a",
         "fan@fan-b",
     ]
+    # the instance's task list says which rows are sub-executions, of which node, on which host
+    subs_listed = {r["target"]: r["parent_id"] for r in rows if r["parent_id"] is not None}
+    assert subs_listed == {"fan-a": node["id"], "fan-b": node["id"]}, rows
 
 
 def test_an_unclaimed_target_fails_after_its_timeout_and_doctor_leaves_it_alone(
