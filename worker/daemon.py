@@ -9,8 +9,13 @@ import sys
 import threading
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from common.settings import Settings, get_settings
 from worker.server import WorkerServer
+
+# How often a worker that cannot reach PostgreSQL at start (no epoch, no sweep) tries again.
+START_RETRY_S = 1.0
 
 
 def setup_logging(level: str) -> None:
@@ -44,12 +49,7 @@ def run(settings: Settings | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
     try:
-        try:
-            with server.engine.connect() as conn:  # fail fast on a wrong URL or a dead server
-                conn.exec_driver_sql("SELECT 1")
-            server.start()
-        except Exception as exc:
-            server.log.error("cannot start: %s", exc)
+        if not _start(server, stop_event):
             return 1
         server.serve_forever(stop_event)
         return 0
@@ -57,3 +57,24 @@ def run(settings: Settings | None = None) -> int:
         server.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _start(server: WorkerServer, stop_event: threading.Event) -> bool:
+    """Start ``server``, waiting (and saying so every second) while PostgreSQL cannot be
+    reached: without it there is no epoch to register with. False when stopped first or on any
+    other error (a bad setting, no ZooKeeper), which is logged."""
+    while True:
+        try:
+            with server.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            server.start()
+            return True
+        except OperationalError as exc:
+            server.log.error(
+                "cannot reach PostgreSQL (%s); retrying start", str(exc.orig or exc).splitlines()[0]
+            )
+            if stop_event.wait(START_RETRY_S):
+                return False
+        except Exception as exc:
+            server.log.error("cannot start: %s", exc)
+            return False

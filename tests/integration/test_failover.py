@@ -347,19 +347,21 @@ def _log_has(c: Cluster, name: str, text: str) -> bool:
 def test_registration_waits_for_postgresql(
     proc_cluster: Cluster, pg_server: PostgresServer, zk_hosts: str, zk_root: str
 ) -> None:
-    """Without PostgreSQL there is no epoch: a master starting, and a master and a worker whose
-    sessions expired, stay unregistered and retry; once it is back they register with new
-    epochs and work goes on."""
+    """Without PostgreSQL there is no epoch: a master and a worker starting, and a master and a
+    worker whose sessions expired, stay unregistered and retry; once it is back they register
+    with new epochs and work goes on."""
     c = proc_cluster
     pg_server.stop()
     try:
         c.master("m1")
+        c.worker("w1")
         c.wait(lambda: _log_has(c, "m1", "no epoch from PostgreSQL"), 30, "m1 retrying")
+        c.wait(lambda: _log_has(c, "w1", "cannot reach PostgreSQL"), 30, "w1 retrying")
         assert _registered_epochs(zk_hosts, zk_root) == {}
+        assert c.procs["w1"].alive
     finally:
         pg_server.start()
     c.engine.dispose()
-    c.worker("w1")
     c.wait_registered(1, 1)
     first = _registered_epochs(zk_hosts, zk_root)
     # both sessions expire while PostgreSQL is down: re-registration waits for it
