@@ -234,7 +234,9 @@ class WorkflowRunner:
         polls: list[tuple[OwnedInstance, q_attempts.AttemptRow]] = []
         for r in rows:
             inst = self.owned.get(r.workflow_instance_id)
-            if inst is not None and inst.attempts is not None:
+            # FANOUT sub-executions (parent_id set) belong to their FANOUT attempt's driver,
+            # which reads them itself: they are not DAG tasks and stay out of the cache
+            if inst is not None and inst.attempts is not None and r.parent_id is None:
                 inst.attempts[r.id] = r
                 if inst.driven and _master_run(inst, r):
                     polls.append((inst, r))  # after a (re)load, or it or what it owns changed
@@ -282,8 +284,7 @@ class WorkflowRunner:
         cancels: list[tuple[OwnedInstance, q_attempts.AttemptRow, TaskState]] = []
         for iid in ids:
             inst = self.owned[iid]
-            # FANOUT sub-executions (parent_id set) belong to their FANOUT attempt, not the DAG
-            rows = [r for r in (inst.attempts or {}).values() if r.parent_id is None]
+            rows = list((inst.attempts or {}).values())
             numbers: dict[str, int] = {}
             for r in rows:
                 numbers[r.name] = max(numbers.get(r.name, 0), r.attempt)
@@ -680,7 +681,7 @@ class WorkflowRunner:
             self.owned[iid].attempts = {}
         for r in rows:
             attempts = self.owned[r.workflow_instance_id].attempts
-            if attempts is not None:
+            if attempts is not None and r.parent_id is None:
                 attempts[r.id] = r
         log.info("%s: instances %s start (children)", self.actor, sorted(loaded))
         return loaded

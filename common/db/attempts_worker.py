@@ -75,10 +75,9 @@ _FINISH = text(
     " reason = COALESCE(:reason, reason)"
     " WHERE id = :ti_id AND lease_token = :token AND state = 'RUNNING'"
     " RETURNING workflow_instance_id, id, parent_id)"
-    " SELECT pg_notify(:channel, workflow_instance_id || ':' || id) FROM done"
-    # a FANOUT sub-execution also wakes its FANOUT attempt, so that its owner polls it
-    " UNION ALL SELECT pg_notify(:channel, workflow_instance_id || ':' || parent_id) FROM done"
-    " WHERE parent_id IS NOT NULL"
+    # a FANOUT sub-execution names its FANOUT attempt instead, so that its owner polls that
+    " SELECT pg_notify(:channel, workflow_instance_id || ':' || COALESCE(parent_id, id))"
+    " FROM done"
 ).bindparams(
     bindparam("output", type_=JSONB),
     bindparam("exit_code", type_=Integer),
