@@ -22,10 +22,10 @@ from api.deps import ApiContext, get_ctx, require_token, resolve_token
 from api.routers import cluster, instances, schedules, task_groups, task_instances, workflows
 from api.routers import datasources as datasources_router
 from api.schemas import ReadyOut
-from common.db.engine import SessionFactory, make_engine, make_session_factory
-from common.errors import DagkeeperError, Unauthorized
-from common.settings import Settings
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from core.errors import DagkeeperError, Unauthorized
+from core.settings import Settings
+from db.engine import SessionFactory, make_engine, make_session_factory
 
 log = logging.getLogger(__name__)
 

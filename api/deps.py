@@ -14,11 +14,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
-from common import secret_files
-from common.db.engine import SessionFactory
-from common.errors import CoordinationUnavailable, Unauthorized
-from common.settings import Settings
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from core import secret_files
+from core.errors import CoordinationUnavailable, Unauthorized
+from core.settings import Settings
+from db.engine import SessionFactory
 
 log = logging.getLogger(__name__)
 

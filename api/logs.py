@@ -16,10 +16,9 @@ from sqlalchemy import text
 
 from api.deps import ApiContext
 from api.schemas import LogWindow
-from common.db.models import TaskInstance
-from common.errors import Forbidden
-from common.states import TASK_TERMINAL
-from common.tasklogs import (
+from core.errors import Forbidden
+from core.states import TASK_TERMINAL
+from core.tasklogs import (
     Chunk,
     LogPathRefused,
     confined,
@@ -27,6 +26,7 @@ from common.tasklogs import (
     resolve_token,
     window_from_chunks,
 )
+from db.models import TaskInstance
 
 log = logging.getLogger(__name__)
 

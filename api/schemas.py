@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
-from common.db.models import TaskInstance, WorkflowDefinition, WorkflowInstance, WorkflowVersion
-from common.states import Priority
+from core.states import Priority
+from db.models import TaskInstance, WorkflowDefinition, WorkflowInstance, WorkflowVersion
 
 
 def _iso(value: datetime) -> str:

@@ -10,8 +10,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from api.schemas import Timestamp
-from common.db.models import Datasource
-from common.spec import NAME_PATTERN
+from core.spec import NAME_PATTERN
+from db.models import Datasource
 
 Kind = Literal["POSTGRESQL", "MYSQL"]
 _KIND_ALIASES = {"POSTGRES": "POSTGRESQL", "PG": "POSTGRESQL", "MARIADB": "MYSQL"}

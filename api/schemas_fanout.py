@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from api.schemas import TaskInstanceOut, Timestamp
-from common.db import fanout as q_fanout
-from common.db.models import TaskInstance
+from db import fanout as q_fanout
+from db.models import TaskInstance
 
 
 class SubExecutionOut(BaseModel):

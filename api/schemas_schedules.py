@@ -9,9 +9,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.schemas import Timestamp, priority_name
-from common import cron
-from common.db.models import Backfill, Schedule
-from common.errors import ValidationError
+from core import cron
+from core.errors import ValidationError
+from db.models import Backfill, Schedule
 
 PriorityName = Literal["HIGHEST", "HIGH", "MEDIUM", "LOW", "LOWEST"]
 Misfire = Literal["FIRE_ALL", "FIRE_ONCE", "SKIP"]

@@ -15,9 +15,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
-from common.errors import DagkeeperError
-from common.logs import setup_logging
-from common.settings import Settings
+from core.errors import DagkeeperError
+from core.logs import setup_logging
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import psycopg2
 from kazoo.client import KazooClient
 
 from benchmarks.util import progress
-from common.localserver import LOOPBACK, PG_ROLE, PostgresServer
+from ops.localserver import LOOPBACK, PG_ROLE, PostgresServer
 
 ZK_PATH = "/dkbench-ceiling"
 

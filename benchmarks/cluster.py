@@ -24,8 +24,8 @@ from kazoo.exceptions import NoNodeError
 from sqlalchemy import Engine, create_engine, text
 
 from benchmarks.util import DB_NAME, progress
-from common.localserver import PostgresServer, ZookeeperServer, free_port, tail, wait_for
-from common.zk_paths import ZkPaths
+from core.zk_paths import ZkPaths
+from ops.localserver import PostgresServer, ZookeeperServer, free_port, tail, wait_for
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 ZK_ROOT = "/dagkeeper-bench"
@@ -120,7 +120,7 @@ class Cluster:
         progress("cluster: servers up, schema migrated")
 
     def _fresh_database(self) -> None:
-        from common.db.migrate import upgrade_head
+        from ops.migrate import upgrade_head
 
         self.pg.drop_database(DB_NAME)
         self.db_url = self.pg.create_database(DB_NAME)
@@ -184,7 +184,7 @@ class Cluster:
         path = self.logs / f"{name}.log"
         with open(path, "ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "dagkeeper.cli", kind],
+                [sys.executable, "-m", "ops.cli", kind],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -13,7 +13,7 @@ from kazoo.protocol.states import WatchedEvent
 from benchmarks.cluster import Daemon
 from benchmarks.harness import Ctx, task
 from benchmarks.util import MARK, activity, activity_delta, cpu_delta, cpu_snapshot, progress
-from common.localserver import wait_for
+from ops.localserver import wait_for
 
 
 def _znode_gone(ctx: Ctx, path: str) -> tuple[threading.Event, list[float]]:

@@ -71,7 +71,7 @@ def _short(path: str) -> str:
         if marker in path:
             path = path.split(marker, 1)[1]
             return path.split("/", 1)[1] if marker.startswith("/lib") and "/" in path else path
-    for top in ("master/", "worker/", "common/", "api/", "dagkeeper/"):
+    for top in ("master/", "worker/", "core/", "coord/", "db/", "ops/", "api/", "dagkeeper/"):
         i = path.find("/" + top)
         if i >= 0:
             return path[i + 1 :]

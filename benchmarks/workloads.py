@@ -23,7 +23,7 @@ from benchmarks.util import (
     secs,
     tenths,
 )
-from common.settings import MasterSettings
+from core.settings import MasterSettings
 
 STALL_S = 60.0  # backlog: no task finished for this long = stalled
 

@@ -1,7 +1,7 @@
-"""dagkeeper: the Python SDK (workflow-as-code over the REST API) and the ``dagkeeper`` command.
+"""dagkeeper: the Python SDK for users (workflow-as-code over the REST API).
 
-The SDK itself grows in a later release; today this package carries the console entry point
-(``dagkeeper.cli``), which starts the daemons: master, worker, api, standalone, migrate.
+It imports no server package: everything it does goes through the REST API. The ``dagkeeper``
+console script itself lives in ``ops.cli`` (daemon sub-commands) and hands client commands here.
 """
 
 __version__ = "0.1.0"

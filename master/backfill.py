@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from common.db import backfill as q_backfill
-from common.db.engine import SessionFactory
+from db import backfill as q_backfill
+from db.engine import SessionFactory
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import logging
 
-from common.db import commands as q_commands
-from common.db import instances as q_instances
-from common.db import serial as q_serial
-from common.db.engine import SessionFactory
-from common.states import CommandType, WorkflowState
+from core.states import CommandType, WorkflowState
+from db import commands as q_commands
+from db import instances as q_instances
+from db import serial as q_serial
+from db.engine import SessionFactory
 
 log = logging.getLogger(__name__)
 

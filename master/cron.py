@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from kazoo.client import KazooState
 from kazoo.exceptions import NoNodeError
 
-from common.db import schedules as q_schedules
-from common.db.engine import SessionFactory
-from common.errors import NotFound, ValidationError
-from common.settings import CronSettings
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from core.errors import NotFound, ValidationError
+from core.settings import CronSettings
+from db import schedules as q_schedules
+from db.engine import SessionFactory
 from master import backfill
 from master.cron_plan import plan, scan_due
 

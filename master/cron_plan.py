@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from common import cron
+from core import cron
 
 
 @dataclass(frozen=True)

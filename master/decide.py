@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from common import dag as dag_mod
-from common.spec import TaskSpec, WorkflowSpec
-from common.states import TASK_IN_FLIGHT, TASK_SUCCESSFUL, TaskState, WorkflowState
+from core import dag as dag_mod
+from core.spec import TaskSpec, WorkflowSpec
+from core.states import TASK_IN_FLIGHT, TASK_SUCCESSFUL, TaskState, WorkflowState
 
 # Task types the master evaluates itself (no worker, no queue).
 BRANCH_TYPES = frozenset({"CONDITIONS", "SWITCH"})

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from common import dependent as dep
-from common.db import dependent as q_dep
-from common.db.attempts import AttemptRow
-from common.states import TaskState
+from core import dependent as dep
+from core.states import TaskState
+from db import dependent as q_dep
+from db.attempts import AttemptRow
 from master import logical
 
 log = logging.getLogger(__name__)

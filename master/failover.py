@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from common.db import attempts as q_attempts
-from common.db import instances as q_instances
-from common.db.engine import SessionFactory
-from common.task_queue import TaskQueue, parse_key
-from common.zk import ZkClient
+from coord.queue import TaskQueue, parse_key
+from coord.zk import ZkClient
+from db import attempts as q_attempts
+from db import instances as q_instances
+from db.engine import SessionFactory
 
 log = logging.getLogger(__name__)
 

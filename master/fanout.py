@@ -10,14 +10,15 @@ from datetime import datetime, timedelta
 from kazoo.exceptions import NodeExistsError, NoNodeError
 from sqlalchemy.orm import Session
 
-from common import fanout, signals
-from common import params as params_mod
-from common.db import fanout as q_fanout
-from common.db.attempts import AttemptRow
-from common.errors import ValidationError
-from common.states import TaskState
-from common.task_queue import format_key
-from common.zk import ZkClient
+from coord import signals
+from coord.queue import format_key
+from coord.zk import ZkClient
+from core import fanout
+from core import params as params_mod
+from core.errors import ValidationError
+from core.states import TaskState
+from db import fanout as q_fanout
+from db.attempts import AttemptRow
 from master import logical
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import psycopg2
 import psycopg2.extensions
 from sqlalchemy.engine import make_url
 
-from common.db.engine import CHANNEL_COMMAND, CHANNEL_TASK
+from db.engine import CHANNEL_COMMAND, CHANNEL_TASK
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from common.db import instances as q_instances
-from common.db.attempts import AttemptRow
-from common.db.engine import SessionFactory
-from common.spec import TaskSpec, WorkflowSpec
-from common.states import TaskState
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from core.spec import TaskSpec, WorkflowSpec
+from core.states import TaskState
+from db import instances as q_instances
+from db.attempts import AttemptRow
+from db.engine import SessionFactory
 
 log = logging.getLogger(__name__)
 

@@ -11,19 +11,20 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from common import branching, signals
-from common import dag as dag_mod
-from common import params as params_mod
-from common import task_types as types_mod
-from common.db import attempts as q_attempts
-from common.db import instances as q_instances
-from common.db import serial as q_serial
-from common.db.engine import SessionFactory
-from common.errors import ValidationError
-from common.spec import TaskSpec, WorkflowSpec, parse_workflow_spec
-from common.states import WORKFLOW_TERMINAL, Priority, TaskState, WorkflowState
-from common.task_queue import QueueKey, TaskQueue, format_key
-from common.zk import ZkClient
+from coord import signals
+from coord.queue import QueueKey, TaskQueue, format_key
+from coord.zk import ZkClient
+from core import branching
+from core import dag as dag_mod
+from core import params as params_mod
+from core import task_types as types_mod
+from core.errors import ValidationError
+from core.spec import TaskSpec, WorkflowSpec, parse_workflow_spec
+from core.states import WORKFLOW_TERMINAL, Priority, TaskState, WorkflowState
+from db import attempts as q_attempts
+from db import instances as q_instances
+from db import serial as q_serial
+from db.engine import SessionFactory
 from master import logical
 from master.decide import (
     BRANCH_KEY,

@@ -17,13 +17,13 @@ from typing import Any
 from kazoo.recipe.watchers import ChildrenWatch
 from sqlalchemy.exc import SQLAlchemyError
 
-from common.db.engine import make_engine, make_session_factory
-from common.db.epochs import next_epoch
-from common.errors import CoordinationUnavailable
-from common.logs import setup_logging
-from common.settings import Settings
-from common.task_queue import TaskQueue
-from common.zk import SESSION_CONNECTED, SESSION_LOST, SESSION_SUSPENDED, ZkClient
+from coord.queue import TaskQueue
+from coord.zk import SESSION_CONNECTED, SESSION_LOST, SESSION_SUSPENDED, ZkClient
+from core.errors import CoordinationUnavailable
+from core.logs import setup_logging
+from core.settings import Settings
+from db.engine import make_engine, make_session_factory
+from db.epochs import next_epoch
 from master import failover
 from master.commands import claim_commands, promote_stalled
 from master.cron import CronLeader

@@ -9,10 +9,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from common.db import control
-from common.db import instances as q_instances
-from common.db.attempts import AttemptRow
-from common.states import TaskState, WorkflowState
+from core.states import TaskState, WorkflowState
+from db import control
+from db import instances as q_instances
+from db.attempts import AttemptRow
 from master import logical
 from master.logical import LogicalContext, Verdict
 

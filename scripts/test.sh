@@ -10,7 +10,7 @@ echo "test: ruff format --check"
 .venv/bin/ruff format --check .
 # mypy fails on a directory without Python files, so only the packages that have code yet
 packages=()
-for d in common master worker api dagkeeper; do
+for d in core coord db ops master worker api dagkeeper; do
     if compgen -G "$d/*.py" >/dev/null; then packages+=("$d"); fi
 done
 echo "test: mypy ${packages[*]}"

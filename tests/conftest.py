@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from common.localserver import PostgresServer, ZookeeperServer, free_port, tail
-from common.settings import (
+from core.settings import (
     DbSettings,
     MasterSettings,
     Settings,
@@ -22,6 +21,7 @@ from common.settings import (
     ZkSettings,
     test_timeout_scale,
 )
+from ops.localserver import PostgresServer, ZookeeperServer, free_port, tail
 
 TESTS_DIR = Path(__file__).resolve().parent
 TEMPLATE_DB = "dk_template"
@@ -140,7 +140,7 @@ def zk_server(server_root: Path, timeout_scale: float) -> Iterator[ZookeeperServ
 @pytest.fixture(scope="session")
 def migrated_template(pg_server: PostgresServer) -> str:
     """Name of a database migrated to head once per session, copied by ``db_url``."""
-    from common.db.migrate import upgrade_head
+    from ops.migrate import upgrade_head
 
     upgrade_head(pg_server.create_database(TEMPLATE_DB))
     # nobody may connect to it any more: a connection would make CREATE DATABASE ... TEMPLATE fail

@@ -3,29 +3,18 @@ one cuts the grace short) and the serve loop around one ``WorkerServer``."""
 
 from __future__ import annotations
 
-import logging
 import signal
-import sys
 import threading
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from common.settings import Settings, get_settings
+from core.logs import setup_logging
+from core.settings import Settings, get_settings
 from worker.server import WorkerServer
 
 # How often a worker that cannot reach PostgreSQL at start (no epoch, no sweep) tries again.
 START_RETRY_S = 1.0
-
-
-def setup_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            stream=sys.stderr,
-            format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s",
-        )
-    root.setLevel(level.upper())
 
 
 def run(settings: Settings | None = None) -> int:

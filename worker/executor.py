@@ -18,7 +18,9 @@ from typing import IO, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from common.db.attempts_worker import (
+from core.settings import Settings
+from core.states import TaskState
+from db.attempts_worker import (
     Connections,
     WorkerAttempt,
     add_timeout_alert,
@@ -26,8 +28,6 @@ from common.db.attempts_worker import (
     load_attempt,
     mark_running,
 )
-from common.settings import Settings
-from common.states import TaskState
 from worker import WorkerLog
 from worker.fetcher import Claim
 from worker.guardian import Guardian

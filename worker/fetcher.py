@@ -18,8 +18,8 @@ from typing import Any
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
-from common.task_queue import parse_key
-from common.zk import ZkClient
+from coord.queue import parse_key
+from coord.zk import ZkClient
 from worker import WorkerLog
 
 # A key we just claimed or failed to claim is not tried again for this long (the watch usually

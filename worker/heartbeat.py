@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from common.zk import ZkClient
+from coord.zk import ZkClient
 
 # No answer from ZooKeeper for this fraction of the session timeout: kill the running tasks, since
 # the session may expire soon and another worker run them again (kazoo itself may notice a dead

@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Engine, text
 
-from common.settings import Settings
-from common.tasklogs import LogPathRefused, confined, decode_line, read_window, resolve_token
+from core.settings import Settings
+from core.tasklogs import LogPathRefused, confined, decode_line, read_window, resolve_token
 from worker import WorkerLog
 from worker.logship import LogShipper
 

@@ -14,8 +14,8 @@ from typing import IO
 
 from sqlalchemy import Connection, Engine, text
 
-from common.settings import LogSettings
-from common.tasklogs import cut_chunks
+from core.settings import LogSettings
+from core.tasklogs import cut_chunks
 from worker import WorkerLog
 
 BATCH_BYTES = 4 << 20  # most log bytes read into one INSERT

@@ -12,8 +12,8 @@ from collections.abc import Collection, Iterable
 from kazoo.exceptions import NoNodeError
 from sqlalchemy import Engine
 
-from common.db.attempts_worker import RecordedGroup, recorded_groups
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from db.attempts_worker import RecordedGroup, recorded_groups
 from worker.guardian import kill_groups, ours, process_groups
 
 

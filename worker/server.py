@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from common.db.engine import make_engine
-from common.db.epochs import next_epoch
-from common.settings import Settings
-from common.zk import SESSION_CONNECTED, SESSION_LOST, SESSION_SUSPENDED, ZkClient
+from coord.zk import SESSION_CONNECTED, SESSION_LOST, SESSION_SUSPENDED, ZkClient
+from core.settings import Settings
+from db.engine import make_engine
+from db.epochs import next_epoch
 from worker import WorkerLog
 from worker.executor import AttemptHandle, Cancel, Executor, Outcome
 from worker.fetcher import QueueFetcher
@@ -460,10 +460,3 @@ class WorkerServer:
             self.log.debug("claimed task %d from %s", c.task_instance_id, c.group)
         self.stats["claimed"] += len(claims)
         return len(claims)
-
-
-def main(settings: Settings | None = None) -> int:
-    """``dagkeeper worker`` (see ``worker.daemon``)."""
-    from worker.daemon import run
-
-    return run(settings)

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from kazoo.exceptions import NoNodeError
 
-from common.zk import ZkClient
+from coord.zk import ZkClient
 
 H = TypeVar("H")
 

@@ -12,8 +12,8 @@ from kazoo.exceptions import NoNodeError
 
 from api.deps import ApiContext, get_ctx
 from api.schemas import ERROR_RESPONSES, ClusterOut, Member
-from common.zk import registration_epoch
-from common.zk_paths import ZkPaths
+from coord.zk import registration_epoch
+from core.zk_paths import ZkPaths
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import ApiContext, get_ctx
 from api.schemas import ERROR_RESPONSES, DbId, Limit, Offset
 from api.schemas_datasources import DatasourceIn, DatasourceOut, DatasourcePage, DatasourceUpdate
-from common.crypto import SecretBox
-from common.db import datasources
-from common.db.models import Datasource
-from common.errors import Conflict, NotFound
+from core.crypto import SecretBox
+from core.errors import Conflict, NotFound
+from db import datasources
+from db.models import Datasource
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from api.schemas import (
     TaskInstanceOut,
     TaskInstancePage,
 )
-from common.db import control, runs
-from common.db import instances as q_instances
-from common.errors import ValidationError
-from common.states import WorkflowState
+from core.errors import ValidationError
+from core.states import WorkflowState
+from db import control, runs
+from db import instances as q_instances
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/instances", tags=["instances"], responses=ERROR_RESPONSES)

@@ -20,11 +20,11 @@ from api.schemas_schedules import (
     SchedulePage,
     ScheduleUpdate,
 )
-from common import cron
-from common.db import backfill as q_backfill
-from common.db import schedules as q_schedules
-from common.errors import ValidationError
-from common.states import Priority
+from core import cron
+from core.errors import ValidationError
+from core.states import Priority
+from db import backfill as q_backfill
+from db import schedules as q_schedules
 
 log = logging.getLogger(__name__)
 

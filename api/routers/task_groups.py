@@ -16,7 +16,7 @@ from api.schemas import (
     TaskGroupPage,
     TaskGroupUpdate,
 )
-from common.db import task_groups as q
+from db import task_groups as q
 
 router = APIRouter(prefix="/task-groups", tags=["task groups"], responses=ERROR_RESPONSES)
 

@@ -15,11 +15,11 @@ from api import logs
 from api.deps import ApiContext, get_ctx
 from api.schemas import ERROR_RESPONSES, MAX_ID, ActionAccepted, DbId, LogWindow, TaskInstanceOut
 from api.schemas_fanout import SubExecutionPage, TaskInstanceWithSubs, sub_executions, with_subs
-from common import signals
-from common.db import control, runs
-from common.db.models import TaskInstance
-from common.errors import CoordinationUnavailable, NotFound
-from common.states import TASK_TERMINAL
+from coord import signals
+from core.errors import CoordinationUnavailable, NotFound
+from core.states import TASK_TERMINAL
+from db import control, runs
+from db.models import TaskInstance
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from api.schemas import (
     WorkflowPage,
     WorkflowSummary,
 )
-from common.db import definitions, runs
-from common.errors import Conflict, ValidationError
-from common.spec import WorkflowSpec, parse_workflow_spec
-from common.states import Priority
+from core.errors import Conflict, ValidationError
+from core.spec import WorkflowSpec, parse_workflow_spec
+from core.states import Priority
+from db import definitions, runs
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from typing import Any, TypeVar
 import psutil
 from sqlalchemy import text
 
-from common.db.definitions import create_workflow
-from common.db.engine import make_engine, make_session_factory
-from common.db.runs import submit_run
-from common.localserver import tail
-from common.settings import DbSettings
-from common.spec import parse_workflow_spec
+from core.settings import DbSettings
+from core.spec import parse_workflow_spec
+from db.definitions import create_workflow
+from db.engine import make_engine, make_session_factory
+from db.runs import submit_run
+from ops.localserver import tail
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -126,7 +126,7 @@ class Cluster:
         with open(p.log_path, "ab") as out:
             out.write(f"==== start {name} ({role}) at {time.time():.3f}\n".encode())
             p.popen = subprocess.Popen(
-                [sys.executable, "-m", "dagkeeper.cli", role],
+                [sys.executable, "-m", "ops.cli", role],
                 env=p.env,
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
@@ -361,7 +361,7 @@ class Cluster:
     def doctor(self) -> tuple[int, str]:
         env = self._env("doctor", "doctor", {})
         res = subprocess.run(
-            [sys.executable, "-m", "dagkeeper.cli", "doctor"],
+            [sys.executable, "-m", "ops.cli", "doctor"],
             env=env,
             cwd=REPO,
             capture_output=True,

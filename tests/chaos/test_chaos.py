@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from harness import Cluster
 
-from common.localserver import PostgresServer, ZookeeperEnsemble
-from common.settings import test_timeout_scale as timeout_scale_env
+from core.settings import test_timeout_scale as timeout_scale_env
+from ops.localserver import PostgresServer, ZookeeperEnsemble
 
 SESSION_S = 4
 MASTERS = ("m1", "m2", "m3")

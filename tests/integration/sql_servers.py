@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from common.crypto import SecretBox
-from common.db.engine import SessionFactory
-from common.db.models import Datasource
-from common.localserver import PostgresServer, free_port, wait_for
-from common.settings import Settings
+from core.crypto import SecretBox
+from core.settings import Settings
+from db.engine import SessionFactory
+from db.models import Datasource
+from ops.localserver import PostgresServer, free_port, wait_for
 
 MARIA_USER, MARIA_PASSWORD, MARIA_DB = "dk", "maria-Secret-77", "dk"
 _numbers = itertools.count(1)

@@ -21,9 +21,9 @@ from test_worker import (  # noqa: F401 - fixtures re-exported to the modules us
     zk,
 )
 
-from common.db.engine import SessionFactory
-from common.db.models import TaskInstance, WorkflowDefinition, WorkflowInstance, WorkflowVersion
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from db.engine import SessionFactory
+from db.models import TaskInstance, WorkflowDefinition, WorkflowInstance, WorkflowVersion
 
 
 def create_typed_run(factory: SessionFactory, tasks: list[dict[str, Any]]) -> Run:

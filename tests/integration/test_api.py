@@ -18,11 +18,11 @@ from sqlalchemy import select as sa_select
 
 from api.app import create_app
 from api.deps import TOKEN_FILE
-from common.db import runs
-from common.db.engine import CHANNEL_COMMAND, SessionFactory, make_engine, make_session_factory
-from common.db.models import Command, TaskInstance, WorkflowInstance
-from common.settings import Settings
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from core.settings import Settings
+from db import runs
+from db.engine import CHANNEL_COMMAND, SessionFactory, make_engine, make_session_factory
+from db.models import Command, TaskInstance, WorkflowInstance
 
 TOKEN = "test-token-0123456789"
 

@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from api.app import create_app
-from common.localserver import wait_for
-from common.settings import Settings, WorkerSettings
+from core.settings import Settings, WorkerSettings
 from master.server import MasterServer
+from ops.localserver import wait_for
 from worker.server import WorkerServer
 
 TERMINAL = ("SUCCESS", "FAILURE", "STOP")

@@ -11,10 +11,10 @@ from harness import Cluster
 from kazoo.client import KazooClient
 
 from api.routers.cluster import cron_leader
-from common.db import schedules as q_schedules
-from common.db.definitions import create_workflow
-from common.spec import parse_workflow_spec
-from common.zk_paths import ZkPaths
+from core.spec import parse_workflow_spec
+from core.zk_paths import ZkPaths
+from db import schedules as q_schedules
+from db.definitions import create_workflow
 
 SESSION_S = 4
 

@@ -16,11 +16,11 @@ from sqlalchemy.engine import make_url
 from task_type_support import create_typed_run, log_of, push, wait_rows
 
 from api.app import create_app
-from common.crypto import KEY_FILE, SecretBox
-from common.db.engine import SessionFactory, make_engine, make_session_factory
-from common.localserver import PostgresServer
-from common.settings import Settings
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from core.crypto import KEY_FILE, SecretBox
+from core.settings import Settings
+from db.engine import SessionFactory, make_engine, make_session_factory
+from ops.localserver import PostgresServer
 from worker.server import WorkerServer
 
 pytest_plugins = ["task_type_support"]  # the worker fixtures (start_worker, zk)

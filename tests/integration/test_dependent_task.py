@@ -20,9 +20,9 @@ from test_diamond import (  # noqa: F401 - fixtures used by name
 )
 from test_semantics import act, attempts, create, wait_task
 
-from common.db import dependent as q_dep
-from common.db.engine import SessionFactory, make_engine, make_session_factory
-from common.localserver import wait_for
+from db import dependent as q_dep
+from db.engine import SessionFactory, make_engine, make_session_factory
+from ops.localserver import wait_for
 
 DAY = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)  # the dependent run's schedule time
 YESTERDAY = DAY - timedelta(days=1)

@@ -20,11 +20,11 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
 from api.app import create_app
-from common.localserver import wait_for
-from common.settings import Settings
-from common.states import WORKFLOW_TERMINAL
-from common.task_queue import QueueKey, parse_key
+from coord.queue import QueueKey, parse_key
+from core.settings import Settings
+from core.states import WORKFLOW_TERMINAL
 from master.server import MasterServer
+from ops.localserver import wait_for
 from worker.server import WorkerServer
 
 TOKEN = "diamond-test-token"

@@ -7,10 +7,10 @@ import sys
 
 from sqlalchemy import text
 
-from common import doctor
-from common.db.engine import make_engine, make_session_factory
-from common.task_queue import QueueEntry, QueueKey, TaskQueue, format_key
-from common.zk import ZkClient
+from coord.queue import QueueEntry, QueueKey, TaskQueue, format_key
+from coord.zk import ZkClient
+from db.engine import make_engine, make_session_factory
+from ops import doctor
 
 
 def _seed(sf):
@@ -92,7 +92,7 @@ def test_doctor_command_reports_a_clean_cluster(settings):
         "PATH": "/usr/bin:/bin",
     }
     out = subprocess.run(
-        [sys.executable, "-m", "dagkeeper.cli", "doctor"],
+        [sys.executable, "-m", "ops.cli", "doctor"],
         env=env,
         capture_output=True,
         text=True,
@@ -235,7 +235,7 @@ def _doctor_cli(settings, *args: str) -> subprocess.CompletedProcess[str]:
         "PATH": "/usr/bin:/bin",
     }
     return subprocess.run(
-        [sys.executable, "-m", "dagkeeper.cli", "doctor", *args],
+        [sys.executable, "-m", "ops.cli", "doctor", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -16,8 +16,8 @@ from harness import Cluster, group_alive
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
-from common.localserver import PostgresServer, ZookeeperServer, free_port
-from common.zk import registration_epoch
+from coord.zk import registration_epoch
+from ops.localserver import PostgresServer, ZookeeperServer, free_port
 
 SESSION_S = 4
 

@@ -15,12 +15,12 @@ from kazoo.client import KazooClient
 from test_diamond import Cluster, api, instance, kz, wait_terminal  # noqa: F401
 from test_semantics import act, run, tasks
 
-from common import doctor
-from common.db.engine import make_engine, make_session_factory
-from common.localserver import wait_for
-from common.settings import Settings
-from common.zk import ZkClient
-from common.zk_paths import ZkPaths
+from coord.zk import ZkClient
+from core.settings import Settings
+from core.zk_paths import ZkPaths
+from db.engine import make_engine, make_session_factory
+from ops import doctor
+from ops.localserver import wait_for
 from worker.server import WorkerServer
 
 HOSTS = ("fan-a", "fan-b", "fan-c")

@@ -14,10 +14,10 @@ from kazoo.client import KazooClient
 from sqlalchemy import create_engine, text
 
 from api.app import create_app
-from common.localserver import wait_for
-from common.settings import Settings
-from common.states import WORKFLOW_TERMINAL
+from core.settings import Settings
+from core.states import WORKFLOW_TERMINAL
 from master.server import MasterServer
+from ops.localserver import wait_for
 from worker.server import WorkerServer
 
 TOKEN = "high-water-test-token"
@@ -146,8 +146,8 @@ def test_queue_stays_under_high_water_and_drains_in_order(
 
 def test_concurrent_bounded_pushes_never_pass_the_mark(zk_hosts: str, zk_root: str) -> None:
     """Three masters' queues push at once: the mark holds across them, and nothing is lost."""
-    from common.task_queue import QueueKey, TaskQueue
-    from common.zk_paths import ZkPaths
+    from coord.queue import QueueKey, TaskQueue
+    from core.zk_paths import ZkPaths
 
     clients = [KazooClient(hosts=zk_hosts) for _ in range(3)]
     results: dict[int, list[QueueKey]] = {}

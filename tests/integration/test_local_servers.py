@@ -11,16 +11,16 @@ import pytest
 from kazoo.client import KazooClient
 from sqlalchemy.engine import make_url
 
-from common import localserver
-from common.errors import ConfigError
-from common.localserver import (
+from core.errors import ConfigError
+from core.settings import Settings
+from ops import localserver
+from ops.localserver import (
     PostgresServer,
     ZookeeperEnsemble,
     ZookeeperServer,
     free_port,
     wait_for,
 )
-from common.settings import Settings
 
 
 def pg_connect(url: str):

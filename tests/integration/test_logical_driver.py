@@ -15,16 +15,16 @@ from sqlalchemy.orm import Session
 from test_diamond import Cluster, api, cluster, instance, wait_terminal  # noqa: F401
 from test_semantics import act, run, tasks, wait_task
 
-from common import doctor
-from common import task_types as types_mod
-from common.db.attempts import AttemptRow
-from common.db.engine import make_engine, make_session_factory
-from common.settings import Settings
-from common.states import TaskState
-from common.task_queue import TaskQueue
-from common.zk import ZkClient
+from coord.queue import TaskQueue
+from coord.zk import ZkClient
+from core import task_types as types_mod
+from core.settings import Settings
+from core.states import TaskState
+from db.attempts import AttemptRow
+from db.engine import make_engine, make_session_factory
 from master import failover, logical
 from master.logical import LogicalContext, Verdict
+from ops import doctor
 
 
 class WaitDriver:

@@ -7,12 +7,12 @@ import threading
 
 from sqlalchemy import text
 
-from common.db import runs
-from common.db.definitions import create_workflow
-from common.localserver import wait_for
-from common.spec import parse_workflow_spec
-from common.task_queue import parse_key
+from coord.queue import parse_key
+from core.spec import parse_workflow_spec
+from db import runs
+from db.definitions import create_workflow
 from master.server import MasterServer
+from ops.localserver import wait_for
 
 
 def _workflow(sf, name="w", tasks=None):

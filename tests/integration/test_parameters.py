@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from test_diamond import TOKEN, Cluster, wait_terminal
 
 from api.app import create_app
-from common.localserver import wait_for
-from common.settings import Settings
+from core.settings import Settings
+from ops.localserver import wait_for
 
 
 @pytest.fixture

@@ -16,15 +16,15 @@ from sqlalchemy import text
 
 from api.app import create_app
 from api.routers.cluster import cron_leader
-from common.db import schedules as q_schedules
-from common.db.definitions import create_workflow
-from common.db.engine import make_engine, make_session_factory
-from common.localserver import wait_for
-from common.settings import Settings
-from common.spec import parse_workflow_spec
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from core.settings import Settings
+from core.spec import parse_workflow_spec
+from db import schedules as q_schedules
+from db.definitions import create_workflow
+from db.engine import make_engine, make_session_factory
 from master.cron import CronLeader
 from master.server import MasterServer
+from ops.localserver import wait_for
 
 T0 = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 

@@ -17,7 +17,7 @@ from test_diamond import (  # noqa: F401 - fixtures used by name
     wait_terminal,
 )
 
-from common.localserver import wait_for
+from ops.localserver import wait_for
 
 
 def create(api: TestClient, spec: dict[str, Any]) -> int:

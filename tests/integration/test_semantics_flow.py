@@ -17,7 +17,7 @@ from test_diamond import (  # noqa: F401 - fixtures used by name
 )
 from test_semantics import create, run, sh, start, tasks, wait_state, wait_task
 
-from common.localserver import wait_for
+from ops.localserver import wait_for
 
 
 def started(api: TestClient, iid: int, name: str) -> datetime:

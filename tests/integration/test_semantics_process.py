@@ -8,7 +8,7 @@ import time
 from harness import Cluster, group_alive
 from test_failover import _running
 
-from common.db import control
+from db import control
 
 
 def test_stop_with_the_tasks_worker_killed_still_reaches_stop(proc_cluster: Cluster) -> None:

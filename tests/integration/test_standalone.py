@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from common.localserver import free_ports, tail
+from ops.localserver import free_ports, tail
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,7 +53,7 @@ def standalone_env(data_dir: Path) -> dict[str, str]:
 
 def run_standalone(env: dict[str, str], timeout: float, *args: str) -> tuple[int, str]:
     """Run the command to its end; on a timeout, SIGTERM it (it stops what it started) first."""
-    argv = [sys.executable, "-m", "dagkeeper.cli", "standalone", *args]
+    argv = [sys.executable, "-m", "ops.cli", "standalone", *args]
     proc = subprocess.Popen(
         argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

@@ -14,7 +14,7 @@ from harness import Cluster as ProcCluster
 from test_diamond import Cluster, api, cluster, instance, wait_terminal  # noqa: F401
 from test_semantics import act, create, start, tasks, wait_state, wait_task
 
-from common.settings import Settings
+from core.settings import Settings
 
 
 def small(settings: Settings) -> None:
@@ -227,9 +227,9 @@ def test_master_kill9_while_child_runs(proc_cluster: ProcCluster) -> None:
 
 
 def _submit_raw(c: ProcCluster, raw: dict[str, Any]) -> int:
-    from common.db.definitions import create_workflow
-    from common.db.runs import submit_run
-    from common.spec import parse_workflow_spec
+    from core.spec import parse_workflow_spec
+    from db.definitions import create_workflow
+    from db.runs import submit_run
 
     with c.sf.begin() as s:
         definition, _ = create_workflow(s, parse_workflow_spec(raw))

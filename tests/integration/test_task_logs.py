@@ -29,11 +29,11 @@ from test_worker import (  # noqa: F401 - fixtures used by name below
 )
 
 from api.app import create_app
-from common.db.engine import SessionFactory
-from common.localserver import free_port, wait_for
-from common.settings import Settings
-from common.tasklogs import resolve_token
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from core.settings import Settings
+from core.tasklogs import resolve_token
+from db.engine import SessionFactory
+from ops.localserver import free_port, wait_for
 from worker.server import WorkerServer
 
 BIG = "seq -f 'row %g xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' 1 3000"

@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from common.localserver import PostgresServer, wait_for
-from common.settings import Settings
-from common.states import WORKFLOW_TERMINAL
+from core.settings import Settings
+from core.states import WORKFLOW_TERMINAL
 from master.server import MasterServer
+from ops.localserver import PostgresServer, wait_for
 from worker.server import WorkerServer
 
 pytest_plugins = ["sql_servers"]

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from task_type_support import create_typed_run, log_of, push, run_tasks, wait_rows
 
-from common.db.engine import SessionFactory
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from db.engine import SessionFactory
 from worker.server import WorkerServer
 
 pytest_plugins = ["task_type_support"]

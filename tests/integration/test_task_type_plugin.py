@@ -16,12 +16,12 @@ from task_type_support import log_of, run_tasks
 
 import worker.task_types as worker_types
 from api.app import create_app
-from common import task_types
-from common.db.engine import SessionFactory
-from common.errors import ValidationError
-from common.settings import Settings
-from common.spec import parse_workflow_spec
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from core import task_types
+from core.errors import ValidationError
+from core.settings import Settings
+from core.spec import parse_workflow_spec
+from db.engine import SessionFactory
 from worker.server import WorkerServer
 
 pytest_plugins = ["task_type_support"]

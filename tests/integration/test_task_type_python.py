@@ -19,9 +19,9 @@ from task_type_support import (
     wait_rows,
 )
 
-from common.db.engine import SessionFactory
-from common.localserver import wait_for
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from db.engine import SessionFactory
+from ops.localserver import wait_for
 from worker.server import WorkerServer
 
 pytest_plugins = ["task_type_support"]

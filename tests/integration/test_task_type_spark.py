@@ -27,10 +27,10 @@ from task_type_support import (
     wait_rows,
 )
 
-from common.db.engine import SessionFactory
-from common.localserver import wait_for
-from common.settings import Settings
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from core.settings import Settings
+from db.engine import SessionFactory
+from ops.localserver import wait_for
 from worker.server import WorkerServer
 
 pytest_plugins = ["task_type_support"]

@@ -15,10 +15,10 @@ from sqlalchemy import create_engine, text
 from task_type_support import create_typed_run, log_of, push, run_tasks, wait_rows
 
 from api.app import create_app
-from common.db.engine import SessionFactory
-from common.localserver import PostgresServer, wait_for
-from common.settings import Settings
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from core.settings import Settings
+from db.engine import SessionFactory
+from ops.localserver import PostgresServer, wait_for
 from worker.server import WorkerServer
 
 pytest_plugins = ["task_type_support", "sql_servers"]

@@ -23,13 +23,13 @@ from sqlalchemy import Engine, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import make_url
 
-from common.db.attempts_worker import Connections, finish_attempt, load_attempt, mark_running
-from common.db.engine import CHANNEL_TASK, SessionFactory, make_engine, make_session_factory
-from common.db.models import TaskInstance, WorkflowDefinition, WorkflowInstance, WorkflowVersion
-from common.localserver import free_port, wait_for
-from common.settings import Settings
-from common.task_queue import QueueEntry, QueueKey, TaskQueue
-from common.zk import ZkClient
+from coord.queue import QueueEntry, QueueKey, TaskQueue
+from coord.zk import ZkClient
+from core.settings import Settings
+from db.attempts_worker import Connections, finish_attempt, load_attempt, mark_running
+from db.engine import CHANNEL_TASK, SessionFactory, make_engine, make_session_factory
+from db.models import TaskInstance, WorkflowDefinition, WorkflowInstance, WorkflowVersion
+from ops.localserver import free_port, wait_for
 from worker.executor import DB_BACKOFF_S
 from worker.server import WorkerServer
 

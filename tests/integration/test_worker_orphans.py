@@ -18,11 +18,11 @@ from sqlalchemy import update
 from test_worker import create_run, engine, sf, start_worker, zk  # noqa: F401 - fixtures
 from test_worker_signals import group_gone
 
-from common.db.engine import SessionFactory
-from common.db.models import TaskInstance
-from common.localserver import wait_for
-from common.settings import Settings
-from common.zk import ZkClient
+from coord.zk import ZkClient
+from core.settings import Settings
+from db.engine import SessionFactory
+from db.models import TaskInstance
+from ops.localserver import wait_for
 from worker.server import WorkerServer
 
 

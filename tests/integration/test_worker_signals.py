@@ -23,10 +23,10 @@ from test_worker import (  # noqa: F401 - fixtures used by name below
     zk,
 )
 
-from common import signals
-from common.db.engine import SessionFactory
-from common.localserver import wait_for
-from common.zk import ZkClient
+from coord import signals
+from coord.zk import ZkClient
+from db.engine import SessionFactory
+from ops.localserver import wait_for
 from worker.server import WorkerServer
 
 

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from common import cron
-from common.errors import ValidationError
+from core import cron
+from core.errors import ValidationError
 from master.cron_plan import plan, scan_due
 
 BERLIN = ZoneInfo("Europe/Berlin")

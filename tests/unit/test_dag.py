@@ -1,6 +1,6 @@
 """Pure DAG logic: validation messages name the offending tasks; order; ready sets."""
 
-from common import dag
+from core import dag
 
 
 def problems(edges):

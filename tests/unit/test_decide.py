@@ -2,8 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
-from common.spec import parse_workflow_spec
-from common.states import TaskState, WorkflowState
+from core.spec import parse_workflow_spec
+from core.states import TaskState, WorkflowState
 from master.decide import AttemptView, decide
 
 S = TaskState

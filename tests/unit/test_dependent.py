@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from common import dependent as dep
-from common.errors import ValidationError
-from common.spec import parse_workflow_spec
-from common.task_types import validate_task
+from core import dependent as dep
+from core.errors import ValidationError
+from core.spec import parse_workflow_spec
+from core.task_types import validate_task
 
 BERLIN = "Europe/Berlin"
 NEW_YORK = "America/New_York"

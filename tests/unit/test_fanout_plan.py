@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from common import fanout, task_types
-from common.errors import ValidationError
-from common.spec import parse_workflow_spec
+from core import fanout, task_types
+from core.errors import ValidationError
+from core.spec import parse_workflow_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

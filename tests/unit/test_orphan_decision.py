@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.db.attempts_worker import RecordedGroup
+from db.attempts_worker import RecordedGroup
 from worker.orphans import orphans
 
 

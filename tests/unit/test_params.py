@@ -11,15 +11,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from common.errors import ValidationError
-from common.params import (
+from core.errors import ValidationError
+from core.params import (
     builtins,
     merge_upstream_outputs,
     params_to_env,
     render_shell,
     resolve_task_params,
 )
-from common.timeexpr import at_local, evaluate, shift_days
+from core.timeexpr import at_local, evaluate, shift_days
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

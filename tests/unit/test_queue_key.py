@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from common.task_queue import QueueKey, format_key, parse_key
+from coord.queue import QueueKey, format_key, parse_key
 
 
 def test_key_is_fixed_width_and_round_trips():

@@ -3,10 +3,10 @@
 import pytest
 from pydantic import ValidationError as PydanticValidationError
 
-from common.errors import ValidationError
-from common.settings import Settings
-from common.spec import parse_workflow_spec
-from common.zk_paths import ZkPaths
+from core.errors import ValidationError
+from core.settings import Settings
+from core.spec import parse_workflow_spec
+from core.zk_paths import ZkPaths
 
 
 def test_nested_env_settings(monkeypatch):

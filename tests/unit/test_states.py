@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from common.states import (
+from core.states import (
     TASK_TERMINAL,
     TASK_TRANSITIONS,
     WORKFLOW_TERMINAL,

@@ -3,7 +3,7 @@ inherits from its parent task and run."""
 
 from __future__ import annotations
 
-from common.states import TaskState
+from core.states import TaskState
 from master.sub_process import child_options, child_params, verdict_for
 
 

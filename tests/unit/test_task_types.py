@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from common import task_types
-from common.errors import ValidationError
-from common.spec import parse_workflow_spec
+from core import task_types
+from core.errors import ValidationError
+from core.spec import parse_workflow_spec
 
 
 def problems(type_name: str, **fields):

@@ -48,14 +48,14 @@ def test_spark_argv():
 
 
 def test_secret_box_round_trip_passphrase_and_wrong_key(tmp_path):
-    from common.crypto import SecretBox, SecretError, load_or_create_key
+    from core.crypto import SecretBox, SecretError, load_or_create_key
 
     key = load_or_create_key(tmp_path / "k")
     assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
     assert load_or_create_key(tmp_path / "k") == key  # the same key on the next start
     token = SecretBox(key).encrypt("pw")
     assert "pw" not in token and SecretBox(key).decrypt(token) == "pw"
-    from common.crypto import _fernet_key
+    from core.crypto import _fernet_key
 
     other = SecretBox(_fernet_key("any passphrase"))
     with pytest.raises(SecretError, match="DAGKEEPER_SECRET_KEY"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.tasklogs import Chunk, LogPathRefused, confined, cut_chunks, window_from_chunks
+from core.tasklogs import Chunk, LogPathRefused, confined, cut_chunks, window_from_chunks
 from worker.task_types.spark import APP_ID_KEY, SparkOutput
 
 

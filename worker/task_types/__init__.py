@@ -20,12 +20,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-from common.task_types import ENTRY_POINT_GROUP
+from core.task_types import ENTRY_POINT_GROUP
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from common.settings import Settings
+    from core.settings import Settings
 
 # Built-in types, imported on first use: type name -> "module:Class".
 _BUILTIN: dict[str, str] = {

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from common.crypto import SecretBox
-from common.db import datasources
-from common.errors import DagkeeperError
+from core.crypto import SecretBox
+from core.errors import DagkeeperError
+from db import datasources
 from worker.task_types import TaskType, register, worker_context
 from worker.task_types.runner_common import runner_argv, substitute, task_params, write_request
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from common.db.datasources import ConnectionInfo
+from db.datasources import ConnectionInfo
 from worker.task_types.outputs import defang, emit_output
 
 PARAM_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")

@@ -1,1 +1,0 @@
-"""Shared building blocks of dagkeeper: settings, states, errors, ZooKeeper paths, DAG logic, DB."""

@@ -1,0 +1,149 @@
+"""The workflow spec (what a user submits): parsing, defaults and full validation with messages
+that name the offending tasks and fields. Shared by the API (on write) and the master (on run)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from core import branching, dag, task_types
+from core.errors import ValidationError
+from core.states import Priority
+
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$"
+# Task types the workers execute (the full registry, plugins included, is in common.task_types).
+EXECUTED_TYPES = task_types.EXECUTED_TYPES
+
+
+def _priority(v: Any) -> str:
+    try:
+        return Priority.parse(v).name
+    except (KeyError, ValueError) as exc:
+        names = ", ".join(p.name for p in Priority)
+        raise ValueError(f"unknown priority {v!r} (expected one of {names})") from exc
+
+
+class TaskSpec(BaseModel):
+    """Common fields of every task; type-specific fields sit beside them."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    type: str = "SHELL"
+    description: str = ""
+    depends_on: list[str] = []
+    priority: str = "MEDIUM"
+    retries: int = Field(default=0, ge=0, le=100)
+    retry_interval_s: float = Field(default=0, ge=0)
+    # exponential backoff: the n-th retry waits retry_interval_s * 2**(n-1), at most retry_max_delay_s
+    retry_backoff: bool = False
+    retry_max_delay_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+    timeout_strategy: Literal["FAILED", "WARN", "WARN_FAILED"] = "FAILED"
+    trigger_rule: Literal[
+        "all_success", "all_done", "all_failed", "one_success", "one_failed", "none_failed"
+    ] = "all_success"
+    task_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
+    worker_group: str = Field(default="default", pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
+    params: dict[str, str] = {}
+    command: str | None = None
+
+    _norm_priority = field_validator("priority", mode="before")(_priority)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _upper_type(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+class WorkflowSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    priority: str = "MEDIUM"
+    timezone: str = "UTC"
+    params: dict[str, str] = {}
+    # how a new run treats running ones: run beside them, wait, be discarded, or wait by priority
+    execution_type: Literal["PARALLEL", "SERIAL_WAIT", "SERIAL_DISCARD", "SERIAL_PRIORITY"] = (
+        "PARALLEL"
+    )
+    timeout_s: float | None = Field(default=None, gt=0)
+    timeout_strategy: Literal["FAILED", "WARN", "WARN_FAILED"] = "FAILED"
+    tasks: list[TaskSpec]
+
+    _norm_priority = field_validator("priority", mode="before")(_priority)
+
+    @field_validator("execution_type", "timeout_strategy", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    _by_name: dict[str, TaskSpec] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._by_name = {t.name: t for t in self.tasks}
+
+    def tasks_by_name(self) -> dict[str, TaskSpec]:
+        """The name -> task map (one private-attribute read; hot loops keep it in a local)."""
+        return self._by_name
+
+    def task(self, name: str) -> TaskSpec:
+        """The task named ``name`` (a dict lookup: decisions call this per task per step)."""
+        return self._by_name[name]
+
+    def to_dag(self) -> dag.Dag:
+        return dag.Dag.build({t.name: t.depends_on for t in self.tasks})
+
+
+def _pydantic_problems(exc: pydantic.ValidationError, raw: Any) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = list(err.get("loc", ()))
+        tasks: list[str] = []
+        if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int):
+            try:
+                name = raw["tasks"][loc[1]].get("name")
+            except (KeyError, IndexError, TypeError, AttributeError):
+                name = None
+            label = f"task '{name}'" if name else f"task #{loc[1] + 1}"
+            if name:
+                tasks.append(str(name))
+            field = ".".join(str(p) for p in loc[2:]) or "task"
+            msg = f"{label}: {field}: {err['msg']}"
+        else:
+            msg = f"{'.'.join(str(p) for p in loc) or 'spec'}: {err['msg']}"
+        out.append({"code": "field", "message": msg, "tasks": tasks, "field": loc})
+    return out
+
+
+def parse_workflow_spec(raw: Any) -> WorkflowSpec:
+    """Parse and fully validate a workflow spec; raise ValidationError naming every problem."""
+    if not isinstance(raw, dict):
+        raise ValidationError("a workflow spec must be a JSON object")
+    try:
+        spec = WorkflowSpec.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        found = _pydantic_problems(exc, raw)
+        raise ValidationError("; ".join(p["message"] for p in found), found) from None
+    problems: list[dict[str, Any]] = [
+        p.as_dict() for p in dag.validate([(t.name, t.depends_on) for t in spec.tasks])
+    ]
+    for t in spec.tasks:
+        problems.extend(task_types.validate_task(t.name, t.type, t.model_dump()))
+    if not problems:
+        downstream = spec.to_dag().downstream
+        problems.extend(branching.check_branches([t.model_dump() for t in spec.tasks], downstream))
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(spec.timezone)
+    except (ValueError, KeyError, OSError):
+        problems.append(
+            {"code": "timezone", "message": f"unknown time zone {spec.timezone!r}", "tasks": []}
+        )
+    if problems:
+        raise ValidationError("; ".join(str(p["message"]) for p in problems), problems)
+    return spec
