@@ -8,11 +8,19 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.exceptions import (
+    ConnectionClosedError,
+    ConnectionLoss,
+    NodeExistsError,
+    NoNodeError,
+    SessionExpiredError,
+)
+from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.recipe.watchers import ChildrenWatch
 from kazoo.retry import KazooRetry
 
@@ -26,6 +34,21 @@ log = logging.getLogger(__name__)
 SESSION_SUSPENDED = "SUSPENDED"
 SESSION_LOST = "LOST"
 SESSION_CONNECTED = "CONNECTED"
+
+
+# What an unreachable ensemble (or a session gone meanwhile) raises from a kazoo call.
+OUTAGE_ERRORS = (ConnectionLoss, ConnectionClosedError, SessionExpiredError, KazooTimeoutError)
+
+
+@contextmanager
+def zk_errors(actor: str) -> Iterator[None]:
+    """Turn a ZooKeeper outage raised inside the block into one ``CoordinationUnavailable``."""
+    try:
+        yield
+    except OUTAGE_ERRORS as exc:
+        raise CoordinationUnavailable(
+            f"{actor}: ZooKeeper unreachable ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 class ZkClient:

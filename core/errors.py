@@ -54,6 +54,13 @@ class CoordinationUnavailable(DagkeeperError):
     http_status = 503
 
 
+class DatabaseUnavailable(DagkeeperError):
+    """PostgreSQL cannot be reached (or dropped the connection); the node enters its safe mode."""
+
+    code = "database_unavailable"
+    http_status = 503
+
+
 class StaleEpoch(DagkeeperError):
     """A write was refused because the writer's epoch or lease token is no longer current."""
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.errors import DatabaseUnavailable
 from core.settings import DbSettings
 
 SessionFactory = sessionmaker[Session]
@@ -34,3 +39,24 @@ def make_engine(
 
 def make_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(bind=engine, expire_on_commit=False, future=True)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """PostgreSQL is unreachable or dropped the connection (as opposed to a bad statement)."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+@contextmanager
+def db_errors(actor: str) -> Iterator[None]:
+    """Turn a PostgreSQL outage raised inside the block into one ``DatabaseUnavailable``."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if not is_outage(exc):
+            raise
+        first = str(exc.orig or exc).strip().splitlines()
+        raise DatabaseUnavailable(
+            f"{actor}: PostgreSQL unreachable ({first[0] if first else type(exc).__name__})"
+        ) from exc
