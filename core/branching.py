@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core import task_types
+from core.task_fields import FieldProblem
 
 CONDITIONS = "CONDITIONS"
 SWITCH = "SWITCH"
@@ -173,7 +173,7 @@ def _names(value: Any) -> list[str] | None:
     return None
 
 
-def _validate_conditions(t: Mapping[str, Any]) -> list[task_types.FieldProblem]:
+def validate_conditions(t: Mapping[str, Any]) -> list[FieldProblem]:
     out = []
     for key in ("on_success", "on_failure"):
         if t.get(key) is not None and _names(t.get(key)) is None:
@@ -183,7 +183,7 @@ def _validate_conditions(t: Mapping[str, Any]) -> list[task_types.FieldProblem]:
     return out
 
 
-def _validate_switch(t: Mapping[str, Any]) -> list[task_types.FieldProblem]:
+def validate_switch(t: Mapping[str, Any]) -> list[FieldProblem]:
     out = []
     cases = t.get("cases")
     if not isinstance(cases, list) or not cases:
@@ -199,10 +199,6 @@ def _validate_switch(t: Mapping[str, Any]) -> list[task_types.FieldProblem]:
     if t.get("default") is not None and not isinstance(t.get("default"), str):
         out.append(("default", "must be a task name"))
     return out
-
-
-task_types.register_validator(CONDITIONS, _validate_conditions)
-task_types.register_validator(SWITCH, _validate_switch)
 
 
 def branch_targets(t: Mapping[str, Any]) -> list[str]:

@@ -73,3 +73,9 @@ class Forbidden(DagkeeperError):
 
     code = "forbidden"
     http_status = 403
+
+
+class UnknownTaskType(DagkeeperError, LookupError):
+    """No implementation is registered (or loadable) for a task type on this node."""
+
+    code = "unknown_task_type"

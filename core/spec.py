@@ -13,8 +13,6 @@ from core.errors import ValidationError
 from core.states import Priority
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$"
-# Task types the workers execute (the full registry, plugins included, is in common.task_types).
-EXECUTED_TYPES = task_types.EXECUTED_TYPES
 
 
 def _priority(v: Any) -> str:

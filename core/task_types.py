@@ -1,18 +1,23 @@
-"""Which task types exist and how each one's type-specific fields are checked: a registry of pure
-spec validators (built-in executed types, logical types run by the master, and third-party types
-found through the ``dagkeeper.task_types`` entry points). Imports nothing from worker/ or master/."""
+"""The one task-type registry: each type's name, where it runs (a worker process, a driver on the
+owning master, or inline in the master's planning), its field validator and its implementation
+("module:attr", imported by the worker or the master on first use). Third-party types come from
+the ``dagkeeper.task_types`` entry points. Adding a built-in type: one line in ``BUILTIN`` plus its
+own module."""
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
 
-from core import dependent, fanout
+from core import branching, dependent, fanout
+from core import task_fields as f
+from core.task_fields import FieldProblem, Validator
 
 log = logging.getLogger(__name__)
 
@@ -20,230 +25,98 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "dagkeeper.task_types"
 VALIDATOR_GROUP = "dagkeeper.task_type_validators"
 
-EXECUTED_TYPES = frozenset({"SHELL", "PYTHON", "SQL", "PROCEDURE", "HTTP", "SPARK"})
-# Run by the master, never queued for a worker; their validators are registered by their owners.
-LOGICAL_TYPES = frozenset({"SUB_PROCESS", "DEPENDENT", "CONDITIONS", "SWITCH", "FANOUT"})
+__all__ = ["FieldProblem", "RunsOn", "TaskTypeDef", "Validator"]
 
-HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
-PARAM_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
-CODE_RE = re.compile(r"^[1-5](\d\d|xx)$")
-DEPLOY_MODES = frozenset({"client", "cluster"})
 
-# A validator gets the task's fields (common and type-specific) and returns (field, problem) pairs.
-FieldProblem = tuple[str, str]
-Validator = Callable[[Mapping[str, Any]], Iterable[FieldProblem]]
+class RunsOn(StrEnum):
+    WORKER = "worker"  # a worker runs it as a process group (worker/task_types/)
+    MASTER = "master"  # a driver on the owning master runs it (master/logical.py)
+    INLINE = "inline"  # the master's planning decides it the moment it is ready (branching)
 
-_validators: dict[str, Validator] = {}
-_plugin_types: set[str] = set()
+
+@dataclass(frozen=True)
+class TaskTypeDef:
+    name: str
+    runs_on: RunsOn
+    validator: Validator | None = None
+    # "module:attr": the worker's TaskType class (WORKER) or the master's driver (MASTER)
+    impl: str | None = None
+
+
+def _def(name: str, runs_on: RunsOn, validator: Validator | None, impl: str | None) -> TaskTypeDef:
+    return TaskTypeDef(name, runs_on, validator, impl)
+
+
+W, M, INL = RunsOn.WORKER, RunsOn.MASTER, RunsOn.INLINE
+BUILTIN: dict[str, TaskTypeDef] = {
+    d.name: d
+    for d in (
+        _def("SHELL", W, f.validate_shell, "worker.task_types.shell:ShellTask"),
+        _def("PYTHON", W, f.validate_python, "worker.task_types.python:PythonTask"),
+        _def("SQL", W, f.validate_sql, "worker.task_types.sql:SqlTask"),
+        _def("PROCEDURE", W, f.validate_procedure, "worker.task_types.sql:ProcedureTask"),
+        _def("HTTP", W, f.validate_http, "worker.task_types.http:HttpTask"),
+        _def("SPARK", W, f.validate_spark, "worker.task_types.spark:SparkTask"),
+        _def("SUB_PROCESS", M, f.validate_sub_process, "master.sub_process:DRIVER"),
+        _def(dependent.TYPE, M, dependent.validate, "master.dependent:DRIVER"),
+        _def(fanout.FANOUT, M, fanout.validate, "master.fanout:DRIVER"),
+        _def(branching.CONDITIONS, INL, branching.validate_conditions, None),
+        _def(branching.SWITCH, INL, branching.validate_switch, None),
+    )
+}
+
+_defs: dict[str, TaskTypeDef] = dict(BUILTIN)
 _plugins_loaded = False
 _lock = threading.Lock()
 
 
-@dataclass(frozen=True)
-class Field:
-    """One type-specific field: its name, expected kind and whether it must be present."""
-
-    name: str
-    kind: str  # text, str, int, number, bool, str_list, str_map, map, json
-    required: bool = False
-
-
-def check_fields(task: Mapping[str, Any], fields: Iterable[Field]) -> list[FieldProblem]:
-    """Presence and JSON kind of each field (None counts as absent)."""
-    out: list[FieldProblem] = []
-    for f in fields:
-        v = task.get(f.name)
-        if v is None:
-            if f.required:
-                out.append((f.name, "is required"))
-            continue
-        problem = _kind_problem(f.kind, v)
-        if problem:
-            out.append((f.name, problem))
-    return out
+def define(
+    name: str, runs_on: RunsOn, validator: Validator | None = None, impl: str | None = None
+) -> TaskTypeDef:
+    """Register (or replace) a type; plugins and tests use it. Returns the definition."""
+    d = TaskTypeDef(name.upper(), runs_on, validator, impl)
+    with _lock:
+        _defs[d.name] = d
+    return d
 
 
-def _kind_problem(kind: str, v: Any) -> str | None:
-    if kind == "text":
-        return None if isinstance(v, str) and v.strip() else "must be a non-empty string"
-    if kind == "str":
-        return None if isinstance(v, str) else "must be a string"
-    if kind == "bool":
-        return None if isinstance(v, bool) else "must be true or false"
-    if kind == "int":
-        ok = isinstance(v, int) and not isinstance(v, bool) and v > 0
-        return None if ok else "must be a positive integer"
-    if kind == "number":
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and v > 0
-        return None if ok else "must be a positive number"
-    if kind == "str_list":
-        ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
-        return None if ok else "must be a list of strings"
-    if kind == "str_map":
-        ok = isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
-        return None if ok else "must be an object of strings"
-    if kind == "map":
-        return None if isinstance(v, dict) else "must be an object"
-    return None  # json: anything
-
-
-# built-in validators
-
-
-def _shell(t: Mapping[str, Any]) -> list[FieldProblem]:
-    return check_fields(t, [Field("command", "text", True)])
-
-
-def _python(t: Mapping[str, Any]) -> list[FieldProblem]:
-    return check_fields(t, [Field("script", "text", True), Field("interpreter", "text")])
-
-
-def _datasource_fields(t: Mapping[str, Any]) -> list[FieldProblem]:
-    return check_fields(t, [Field("datasource", "text", True)])
-
-
-def _sql(t: Mapping[str, Any]) -> list[FieldProblem]:
-    out = _datasource_fields(t) + check_fields(
-        t,
-        [
-            Field("sql", "text", True),
-            Field("pre_statements", "str_list"),
-            Field("post_statements", "str_list"),
-            Field("query", "bool"),
-            Field("max_rows", "int"),
-            Field("output_first_row", "bool"),
-        ],
-    )
-    return out
-
-
-def _procedure(t: Mapping[str, Any]) -> list[FieldProblem]:
-    out = _datasource_fields(t) + check_fields(
-        t, [Field("procedure", "text", True), Field("in_params", "map")]
-    )
-    proc = t.get("procedure")
-    if isinstance(proc, str) and proc.strip() and not IDENT_RE.match(proc):
-        out.append(("procedure", "must be a name or schema.name (letters, digits, _ and $)"))
-    names = list(t.get("in_params") or {}) if isinstance(t.get("in_params"), dict) else []
-    outs = t.get("out_params")
-    if outs is not None:
-        if isinstance(outs, list) and all(isinstance(x, str) for x in outs):
-            names += outs
-        elif isinstance(outs, dict) and all(isinstance(x, str) for x in outs.values()):
-            names += list(outs)
-            for n, typ in outs.items():
-                if not re.match(r"^[A-Za-z][A-Za-z0-9_ ]*(\(\d+(,\s*\d+)?\))?$", typ):
-                    out.append((f"out_params.{n}", f"unsupported SQL type {typ!r}"))
+def forget(name: str) -> None:
+    """Drop a non-built-in type (tests that installed a plugin clean up with it)."""
+    key = name.upper()
+    with _lock:
+        if key in BUILTIN:
+            _defs[key] = BUILTIN[key]
         else:
-            out.append(("out_params", "must be a list of names or an object name -> SQL type"))
-    for n in names:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", n):
-            out.append(("in_params/out_params", f"invalid parameter name {n!r}"))
-    return out
-
-
-def _http(t: Mapping[str, Any]) -> list[FieldProblem]:
-    out = check_fields(
-        t,
-        [
-            Field("url", "text", True),
-            Field("method", "str"),
-            Field("headers", "str_map"),
-            Field("body", "json"),
-            Field("timeout", "number"),
-            Field("expect_body_contains", "str"),
-            Field("follow_redirects", "bool"),
-        ],
-    )
-    url = t.get("url")
-    if isinstance(url, str) and not re.match(r"^(https?://|\$\{)", url):
-        out.append(("url", "must start with http:// or https://"))
-    method = t.get("method")
-    if isinstance(method, str) and method.upper() not in HTTP_METHODS:
-        out.append(("method", f"must be one of {', '.join(sorted(HTTP_METHODS))}"))
-    codes = t.get("success_codes")
-    if codes is not None and not (
-        isinstance(codes, list)
-        and codes
-        and all(
-            (isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599)
-            or (isinstance(c, str) and CODE_RE.match(c))
-            for c in codes
-        )
-    ):
-        out.append(("success_codes", "must be a non-empty list of status codes (200) or classes"))
-    return out
-
-
-def _spark(t: Mapping[str, Any]) -> list[FieldProblem]:
-    out = check_fields(
-        t,
-        [
-            Field("app", "text", True),
-            Field("main_class", "text"),
-            Field("master", "text"),
-            Field("deploy_mode", "str"),
-            Field("args", "str_list"),
-            Field("conf", "str_map"),
-            Field("app_name", "text"),
-            Field("driver_memory", "text"),
-            Field("executor_memory", "text"),
-            Field("driver_cores", "int"),
-            Field("executor_cores", "int"),
-            Field("num_executors", "int"),
-            Field("py_files", "str_list"),
-            Field("jars", "str_list"),
-            Field("files", "str_list"),
-            Field("spark_submit", "text"),
-        ],
-    )
-    if isinstance(t.get("deploy_mode"), str) and t["deploy_mode"] not in DEPLOY_MODES:
-        out.append(("deploy_mode", "must be client or cluster"))
-    app = t.get("app")
-    if isinstance(app, str) and app.endswith(".jar") and t.get("main_class") is None:
-        out.append(("main_class", "is required for a jar application"))
-    return out
-
-
-def _sub_process(t: Mapping[str, Any]) -> list[FieldProblem]:
-    """SUB_PROCESS (run by the master, master/sub_process.py): the child workflow's id."""
-    return check_fields(t, [Field("workflow_id", "int", True)])
-
-
-_BUILTIN_VALIDATORS: dict[str, Validator] = {
-    "SUB_PROCESS": _sub_process,
-    "SHELL": _shell,
-    "PYTHON": _python,
-    "SQL": _sql,
-    "PROCEDURE": _procedure,
-    "HTTP": _http,
-    "SPARK": _spark,
-    dependent.TYPE: dependent.validate,  # logical: run by the master (master/dependent.py)
-    fanout.FANOUT: fanout.validate,  # logical: one sub-execution per target (master/fanout.py)
-}
-
-
-# the registry
+            _defs.pop(key, None)
 
 
 def register_validator(type_name: str, validator: Validator) -> None:
-    """Make ``validator`` check the fields of every task of ``type_name`` (a later call wins)."""
+    """Make ``validator`` check the fields of every task of ``type_name`` (a later call wins); an
+    unknown name becomes a worker type."""
+    key = type_name.upper()
     with _lock:
-        _validators[type_name.upper()] = validator
+        cur = _defs.get(key) or TaskTypeDef(key, RunsOn.WORKER)
+        _defs[key] = TaskTypeDef(key, cur.runs_on, validator, cur.impl)
 
 
 def load_plugins(force: bool = False) -> frozenset[str]:
-    """Discover third-party types (once per process unless ``force``): every entry point name in
-    ``dagkeeper.task_types`` becomes a known type, and ``dagkeeper.task_type_validators``
-    entries register their validators. Returns the plugin type names."""
+    """Discover third-party types (once per process unless ``force``): every entry point in
+    ``dagkeeper.task_types`` becomes a worker type whose implementation is the entry point's
+    target, and ``dagkeeper.task_type_validators`` entries register validators. Built-in names
+    cannot be taken over. Returns the plugin type names."""
     global _plugins_loaded
     with _lock:
         if _plugins_loaded and not force:
-            return frozenset(_plugin_types)
+            return frozenset(k for k, d in _defs.items() if k not in BUILTIN and d.impl)
         _plugins_loaded = True
-        names = {ep.name.upper() for ep in entry_points(group=ENTRY_POINT_GROUP)}
-        _plugin_types.update(names)
+        names: set[str] = set()
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            key = ep.name.upper()
+            if key in BUILTIN:
+                continue
+            cur = _defs.get(key)
+            _defs[key] = TaskTypeDef(key, RunsOn.WORKER, cur.validator if cur else None, ep.value)
+            names.add(key)
         validator_eps = list(entry_points(group=VALIDATOR_GROUP))
     for ep in validator_eps:
         try:
@@ -258,21 +131,59 @@ def load_plugins(force: bool = False) -> frozenset[str]:
     return frozenset(names)
 
 
+def get(type_name: str) -> TaskTypeDef | None:
+    load_plugins()
+    with _lock:
+        return _defs.get(type_name.upper())
+
+
 def known_types() -> frozenset[str]:
     load_plugins()
     with _lock:
-        return EXECUTED_TYPES | LOGICAL_TYPES | frozenset(_plugin_types) | frozenset(_validators)
+        return frozenset(_defs)
+
+
+def types_on(runs_on: RunsOn) -> frozenset[str]:
+    """Every known type that runs on ``runs_on``."""
+    load_plugins()
+    with _lock:
+        return frozenset(k for k, d in _defs.items() if d.runs_on == runs_on)
+
+
+def runs_on(type_name: str) -> RunsOn:
+    """Where a type runs; an unknown type is a worker's (the worker fails it with the reason)."""
+    d = get(type_name)
+    return d.runs_on if d is not None else RunsOn.WORKER
 
 
 def is_logical(type_name: str) -> bool:
-    return type_name.upper() in LOGICAL_TYPES
+    """Run by the master (a driver or inline), never queued for a worker."""
+    return runs_on(type_name) != RunsOn.WORKER
+
+
+def master_run_types() -> list[str]:
+    """Types whose RUNNING attempts no worker holds (worker failover and the doctor skip them)."""
+    return sorted(types_on(RunsOn.MASTER) | types_on(RunsOn.INLINE))
+
+
+def load_impl(type_name: str) -> Any:
+    """Import a type's implementation ("module:attr"); LookupError when it has none, ImportError
+    or AttributeError when it cannot be loaded."""
+    d = get(type_name)
+    if d is None or not d.impl:
+        raise LookupError(f"task type {type_name!r} has no implementation registered")
+    module, _, attr = d.impl.partition(":")
+    obj: Any = import_module(module)
+    for part in filter(None, attr.split(".")):
+        obj = getattr(obj, part)
+    return obj
 
 
 def validate_task(name: str, type_name: str, fields: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Problems of one task's type-specific fields, each naming the task and the field."""
-    key = type_name.upper()
-    known = known_types()
-    if key not in known:
+    d = get(type_name)
+    if d is None:
+        known = known_types()
         return [
             {
                 "code": "unknown_type",
@@ -281,15 +192,13 @@ def validate_task(name: str, type_name: str, fields: Mapping[str, Any]) -> list[
                 "tasks": [name],
             }
         ]
-    with _lock:
-        fn = _validators.get(key) or _BUILTIN_VALIDATORS.get(key)
-    if fn is None:
+    if d.validator is None:
         return []
     try:
-        found = list(fn(fields))
+        found = list(d.validator(fields))
     except Exception as exc:  # a broken plugin validator must not become a 500
-        log.exception("task types: validator of %s failed on task %r", key, name)
-        found = [("task", f"the {key} validator failed: {type(exc).__name__}")]
+        log.exception("task types: validator of %s failed on task %r", d.name, name)
+        found = [("task", f"the {d.name} validator failed: {type(exc).__name__}")]
     return [
         {
             "code": "missing_field" if msg == "is required" else "field",

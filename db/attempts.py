@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from core import task_types
+
 
 @dataclass(frozen=True)
 class AttemptRow:
@@ -58,13 +60,6 @@ class CreatedAttempt:
     name: str
     priority: int
     worker_group: str
-
-
-def master_run_types() -> list[str]:
-    """Task types run by a master (a RUNNING attempt of one holds no worker and no lease)."""
-    from core import task_types
-
-    return sorted(task_types.LOGICAL_TYPES)
 
 
 def load_for_instances(s: Session, instance_ids: list[int]) -> list[AttemptRow]:
@@ -214,7 +209,7 @@ def in_flight_of(s: Session, instance_ids: list[int]) -> list[InFlightRow]:
             # a master-run attempt (RUNNING, no worker) is its master's, never lost
             " AND NOT (state = 'RUNNING' AND worker_id IS NULL AND type = ANY(:logical))"
         ),
-        {"ids": instance_ids, "logical": master_run_types()},
+        {"ids": instance_ids, "logical": task_types.master_run_types()},
     ).all()
     return [InFlightRow(*r) for r in rows]
 
@@ -227,7 +222,12 @@ def mark_need_fault_tolerance(s: Session, row: InFlightRow) -> bool:
             " WHERE id = :id AND state = :st AND lease_token IS NOT DISTINCT FROM :tok"
             " AND NOT (state = 'RUNNING' AND worker_id IS NULL AND type = ANY(:logical))"
         ),
-        {"id": row.id, "st": row.state, "tok": row.lease_token, "logical": master_run_types()},
+        {
+            "id": row.id,
+            "st": row.state,
+            "tok": row.lease_token,
+            "logical": task_types.master_run_types(),
+        },
     )
     return res.rowcount == 1  # type: ignore[attr-defined]
 

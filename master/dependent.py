@@ -106,4 +106,4 @@ class DependentDriver:
         return logical.Verdict(None, reason=outcome.reason, wake_at=wake)
 
 
-logical.register(dep.TYPE, DependentDriver())
+DRIVER = DependentDriver()

@@ -251,4 +251,3 @@ class FanoutDriver:
 
 
 DRIVER = FanoutDriver()
-logical.register(fanout.FANOUT, DRIVER)

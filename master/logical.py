@@ -1,10 +1,10 @@
 """Master-run task types: the driver contract (start, poll, cancel over a RUNNING attempt that no
-worker holds) and the registry of drivers by type name. The runner calls drivers inside its own
-fenced transactions; a driver holds no thread and never blocks on another workflow."""
+worker holds) and the lookup of a type's driver through the one registry (``core.task_types``).
+The runner calls drivers inside its own fenced transactions; a driver holds no thread and never
+blocks on another workflow."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from coord.zk import ZkClient
+from core import task_types
 from core.spec import TaskSpec, WorkflowSpec
 from core.states import TaskState
 from db import instances as q_instances
@@ -21,8 +22,6 @@ from db.engine import SessionFactory
 
 log = logging.getLogger(__name__)
 
-# Modules that register the built-in drivers when imported (a missing one is skipped).
-BUILTIN_MODULES = ("master.sub_process", "master.dependent", "master.fanout")
 # How soon a driver that raised is polled again.
 RETRY_AFTER_ERROR_S = 5.0
 
@@ -70,30 +69,30 @@ class LogicalDriver(Protocol):
         ...
 
 
-DRIVERS: dict[str, LogicalDriver] = {}
-_loaded = False
+DRIVERS: dict[str, LogicalDriver] = {}  # loaded from the registry, or registered by a test
+_broken: set[str] = set()  # types whose driver could not be loaded (logged once)
 
 
 def register(type_name: str, driver: LogicalDriver) -> None:
-    """Make ``driver`` run every task of ``type_name`` (a later call wins)."""
+    """Make ``driver`` run every task of ``type_name`` in this process (a later call wins)."""
     DRIVERS[type_name.upper()] = driver
 
 
 def driver_for(type_name: str) -> LogicalDriver | None:
-    return DRIVERS.get(type_name.upper())
-
-
-def load_builtin() -> frozenset[str]:
-    """Import the modules of the built-in drivers once; returns the registered type names."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for mod in BUILTIN_MODULES:
-            try:
-                importlib.import_module(mod)
-            except ModuleNotFoundError as exc:
-                if exc.name != mod:
-                    log.exception("logical tasks: cannot load the drivers of %s", mod)
-            except Exception:  # a broken driver module must not keep the master from running
-                log.exception("logical tasks: cannot load the drivers of %s", mod)
-    return frozenset(DRIVERS)
+    """The driver of a master-run type, imported from the registry on first use; None for a type
+    without one (its tasks fail with the reason) or whose driver cannot be loaded (logged)."""
+    key = type_name.upper()
+    drv = DRIVERS.get(key)
+    if drv is not None or key in _broken:
+        return drv
+    d = task_types.get(key)
+    if d is None or d.runs_on != task_types.RunsOn.MASTER or not d.impl:
+        return None
+    try:
+        loaded: LogicalDriver = task_types.load_impl(key)
+    except Exception:  # a broken driver module must not keep the master from running
+        _broken.add(key)
+        log.exception("logical tasks: cannot load the driver of %s (%s)", key, d.impl)
+        return None
+    DRIVERS[key] = loaded
+    return loaded

@@ -131,7 +131,6 @@ class WorkflowRunner:
         self.owned: dict[int, OwnedInstance] = {}
         self._timers: list[tuple[datetime, int]] = []
         self._spec_cache: dict[tuple[int, int], WorkflowSpec] = {}
-        logical.load_builtin()
 
     @property
     def actor(self) -> str:

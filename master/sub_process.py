@@ -13,7 +13,6 @@ from core.states import TaskState, WorkflowState
 from db import control
 from db import instances as q_instances
 from db.attempts import AttemptRow
-from master import logical
 from master.logical import LogicalContext, Verdict
 
 log = logging.getLogger(__name__)
@@ -160,4 +159,3 @@ class SubProcessDriver:
 
 
 DRIVER = SubProcessDriver()
-logical.register(TYPE, DRIVER)

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from coord.queue import QueueEntry, QueueKey, TaskQueue, parse_key
 from coord.zk import ZkClient, registration_epoch
-from db import attempts as q_attempts
+from core import task_types
 from db.engine import SessionFactory
 from db.serial import ACTIVE as SERIAL_ACTIVE
 
@@ -250,7 +250,7 @@ def take_snapshot(sf: SessionFactory, zk: ZkClient) -> Snapshot:
                 # queued FANOUT sub-executions wait on their host's queue; their driver expires them
                 " AND NOT (t.parent_id IS NOT NULL AND t.state <> 'RUNNING')"
             ),
-            {"logical": q_attempts.master_run_types()},
+            {"logical": task_types.master_run_types()},
         ).all()
         stalled = s.execute(
             text(
@@ -310,7 +310,7 @@ def repair(sf: SessionFactory, zk: ZkClient, snap: Snapshot, findings: list[Find
                             " AND NOT (worker_id IS NULL AND type = ANY(:logical))"
                             " RETURNING workflow_instance_id"
                         ),
-                        {"id": tid, "logical": q_attempts.master_run_types()},
+                        {"id": tid, "logical": task_types.master_run_types()},
                     ).first()
                     if row is not None:
                         s.execute(

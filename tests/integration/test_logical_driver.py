@@ -69,9 +69,8 @@ class WaitDriver:
 
 DRIVER = WaitDriver()
 logical.register("TEST_WAIT", DRIVER)
-types_mod.register_validator("TEST_WAIT", lambda t: [])
-# a master-run type is a logical one (worker failover and the doctor leave its attempts alone)
-types_mod.LOGICAL_TYPES = types_mod.LOGICAL_TYPES | {"TEST_WAIT"}
+# a master-run type (worker failover and the doctor leave its attempts alone)
+types_mod.define("TEST_WAIT", types_mod.RunsOn.MASTER, lambda t: [])
 
 
 def _spec(name: str, wait_s: float) -> dict[str, Any]:
@@ -151,13 +150,12 @@ def test_type_without_driver_still_fails_clearly(
     cluster.start_master()
     spec = _spec("logical-none", 0)
     spec["tasks"][0] = {"name": "w", "type": "TEST_NO_DRIVER"}
-    types_mod.register_validator("TEST_NO_DRIVER", lambda t: [])
-    types_mod.LOGICAL_TYPES = types_mod.LOGICAL_TYPES | {"TEST_NO_DRIVER"}
+    types_mod.define("TEST_NO_DRIVER", types_mod.RunsOn.MASTER, lambda t: [])
     try:
         iid = run(api, spec)
         done = wait_terminal(api, iid, 20 * timeout_scale)
     finally:
-        types_mod.LOGICAL_TYPES = types_mod.LOGICAL_TYPES - {"TEST_NO_DRIVER"}
+        types_mod.forget("TEST_NO_DRIVER")
     assert done["state"] == "FAILURE"
     w = tasks(api, iid)["w"]
     assert w["state"] == "FAILURE"

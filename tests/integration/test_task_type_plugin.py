@@ -46,11 +46,8 @@ def echo_plugin(tmp_path: Path, timeout_scale: float) -> Iterator[Path]:
         sys.path.remove(str(target))
         for mod in [m for m in sys.modules if m.startswith("dk_echo_plugin")]:
             del sys.modules[mod]
-        task_types._plugin_types.discard("ECHO")
-        task_types._validators.pop("ECHO", None)
-        worker_types._plugins.pop("ECHO", None)
-        worker_types._registry.pop("ECHO", None)
-        worker_types._instances.pop("ECHO", None)
+        task_types.forget("ECHO")
+        worker_types.forget("ECHO")
 
 
 def test_plugin_type_is_validated_and_runs_on_a_worker(

@@ -87,7 +87,7 @@ def test_registered_validator_runs_and_a_broken_one_is_a_problem_not_a_crash():
         task_types.register_validator("X_PLUGIN", lambda t: 1 / 0)
         assert "validator failed" in messages("X_PLUGIN")
     finally:
-        task_types._validators.pop("X_PLUGIN", None)
+        task_types.forget("X_PLUGIN")
 
 
 def test_workflow_spec_uses_the_registry():
@@ -108,3 +108,37 @@ def test_workflow_spec_uses_the_registry():
         {"name": "w", "tasks": [{"name": "a", "type": "HTTP", "url": "http://h/"}]}
     )
     assert spec.tasks[0].type == "HTTP"
+
+
+def test_one_registry_says_where_each_built_in_type_runs():
+    on = task_types.runs_on
+    assert {t for t in task_types.BUILTIN if on(t) == task_types.RunsOn.WORKER} == {
+        "SHELL", "PYTHON", "SQL", "PROCEDURE", "HTTP", "SPARK",
+    }  # fmt: skip
+    assert on("SUB_PROCESS") == on("DEPENDENT") == on("FANOUT") == task_types.RunsOn.MASTER
+    assert on("CONDITIONS") == on("SWITCH") == task_types.RunsOn.INLINE
+    assert task_types.master_run_types() == sorted(
+        ["SUB_PROCESS", "DEPENDENT", "FANOUT", "CONDITIONS", "SWITCH"]
+    )
+    # every worker and master type names an implementation that imports and has the right kind
+    from master import logical
+    from worker import task_types as worker_types
+
+    for name, d in task_types.BUILTIN.items():
+        if d.runs_on == task_types.RunsOn.WORKER:
+            assert issubclass(task_types.load_impl(name), worker_types.TaskType), name
+            assert worker_types.get_task_type(name).name == name
+        elif d.runs_on == task_types.RunsOn.MASTER:
+            assert logical.driver_for(name) is task_types.load_impl(name), name
+        else:
+            assert d.impl is None and logical.driver_for(name) is None
+
+
+def test_a_defined_type_is_known_and_forgotten():
+    task_types.define("X_MASTER", task_types.RunsOn.MASTER)
+    try:
+        assert "X_MASTER" in task_types.known_types() and task_types.is_logical("x_master")
+    finally:
+        task_types.forget("X_MASTER")
+    assert "X_MASTER" not in task_types.known_types()
+    assert task_types.runs_on("X_MASTER") == task_types.RunsOn.WORKER  # unknown: a worker's
