@@ -1,11 +1,14 @@
-"""One cron semantics for dagkeeper: standard 5-field cron and Quartz 6/7-field expressions parsed
-into croniter form, and fire-time iteration in an IANA time zone that is exact across DST.
+"""One cron semantics for dagkeeper: fire times of a parsed expression (core/cron_syntax.py) in an
+IANA time zone, exact across DST, every search bounded, and the one "never fires" rule.
 
 Rules (the README's "Schedules and backfill" repeats them):
 - 5 fields = ``minute hour day-of-month month day-of-week`` (day-of-week 0-7, 0 and 7 = SUN).
+  When both day fields are restricted a day matches if either matches.
 - 6 or 7 fields = Quartz ``second minute hour day-of-month month day-of-week [year]``
-  (day-of-week 1-7 = SUN-SAT; ``?`` = no specific value; ``L``, ``L-n``, ``LW``, ``nW``, ``nL``,
-  ``n#k``; year 1970-2099). When both day fields are set, a day matches if either matches.
+  (day-of-week 1-7 = SUN-SAT; ``?`` in exactly one day field; ``L``, ``L-n``, ``LW``, ``L-nW``,
+  ``nW`` (also in lists), ``nL``, ``n#k``; year 1970-2199).
+- A search gives up after ``SEARCH_YEARS`` wall years without a fire, and never goes past
+  the wall year ``LAST_YEAR``: an expression that never fires answers at once.
 - A wall time inside a spring-forward gap fires once, at the first valid instant after the gap
   (the transition instant); several gap times collapse into that one fire.
 - A wall time repeated by a fall-back transition fires once, at its first occurrence.
@@ -14,7 +17,7 @@ Rules (the README's "Schedules and backfill" repeats them):
 from __future__ import annotations
 
 import calendar
-import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,49 +26,36 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-from croniter.croniter import CroniterBadDateError, CroniterError
-
+from core.cron_syntax import CRON_FIELDS, QUARTZ_FIELDS, CronExpr, MonthDays, WeekDays, parse
 from core.errors import ValidationError
+
+__all__ = [
+    "CRON_FIELDS",
+    "GAP",
+    "QUARTZ_FIELDS",
+    "REPEAT",
+    "SEARCH_YEARS",
+    "CronExpr",
+    "Fire",
+    "check_fires",
+    "describe",
+    "fire_times",
+    "fires",
+    "next_fire",
+    "next_in_window",
+    "parse",
+    "preview",
+    "resolve",
+    "zone",
+]
 
 GAP = "GAP"
 REPEAT = "REPEAT"
-
-_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
-_DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
-_ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
-QUARTZ_FIELDS = ("second", "minute", "hour", "day-of-month", "month", "day-of-week", "year")
-_RANGES = {
-    "second": (0, 59),
-    "minute": (0, 59),
-    "hour": (0, 23),
-    "day-of-month": (1, 31),
-    "month": (1, 12),
-    "year": (1970, 2099),
-}
-_NUM = r"(?:\d+|[A-Z]{3})"
-_ITEM = re.compile(rf"^(?P<base>\*|{_NUM}(?:-{_NUM})?)(?:/(?P<step>\d+))?$")
-
-
-@dataclass(frozen=True)
-class CronExpr:
-    """A parsed expression: what croniter runs, plus the day rules croniter lacks."""
-
-    source: str
-    kind: str  # "cron" | "quartz"
-    engine_expr: str  # croniter syntax
-    quartz: bool  # croniter second_at_beginning
-    last_day_rule: str | None = None  # "LW" or "L-<n>" (checked per day here)
-    years: frozenset[int] | None = None
+SEARCH_YEARS = 100  # Quartz gives up 100 years ahead as well
+LAST_YEAR = 9998  # no wall time after this year is searched (UTC offsets stay within datetime)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # the range a search may start in
+LATEST = datetime(LAST_YEAR, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -75,147 +65,6 @@ class Fire:
     at: datetime
     wall: datetime
     dst: str | None = None
-
-
-def _invalid(expr: str, message: str, field: str | None = None) -> ValidationError:
-    detail: dict[str, Any] = {"code": "invalid_cron", "expr": expr, "message": message}
-    if field:
-        detail["field"] = field
-    return ValidationError(f"invalid cron expression {expr!r}: {message}", [detail])
-
-
-def _value(token: str, field: str, quartz: bool, expr: str) -> int:
-    names = _MONTHS if field == "month" else _DAYS if field == "day-of-week" else ""
-    if token.isdigit():
-        v = int(token)
-    elif names and token in names.split("|"):
-        v = names.split("|").index(token) + (1 if field == "month" or quartz else 0)
-    else:
-        raise _invalid(expr, f"{field} value {token!r} is not a number or name", field)
-    if field == "day-of-week":
-        lo, hi = (1, 7) if quartz else (0, 7)
-    else:
-        lo, hi = _RANGES[field]
-    if not lo <= v <= hi:
-        hint = " (Quartz: 1=SUN..7=SAT)" if field == "day-of-week" and quartz else ""
-        raise _invalid(expr, f"{field} value {v} is out of range {lo}-{hi}{hint}", field)
-    return v
-
-
-def _check_item(item: str, field: str, quartz: bool, expr: str) -> str:
-    """Validate one list item of a field; return it translated to croniter syntax."""
-    dow = field == "day-of-week"
-    if dow and "#" in item:
-        day, _, nth = item.partition("#")
-        if not nth.isdigit() or not 1 <= int(nth) <= 5:
-            raise _invalid(expr, f"day-of-week {item!r}: '#' needs a week number 1-5", field)
-        v = _value(day, field, quartz, expr)
-        return f"{(v - 1) % 7 if quartz else v % 7}#{nth}"
-    if dow and item.endswith("L") and len(item) > 1:
-        v = _value(item[:-1], field, quartz, expr)
-        return f"L{(v - 1) % 7 if quartz else v % 7}"
-    if dow and item == "L":
-        return "6"  # Quartz: a bare L in day-of-week is the last day of the week, SAT
-    if field == "day-of-month" and item == "L":
-        return item
-    if field == "day-of-month" and item.endswith("W"):
-        v = _value(item[:-1], field, quartz, expr)
-        return f"{v}W"
-    m = _ITEM.match(item)
-    if m is None:
-        raise _invalid(expr, f"{field} item {item!r} is not valid", field)
-    base, step = m.group("base"), m.group("step")
-    if step is not None and int(step) == 0:
-        raise _invalid(expr, f"{field} item {item!r}: the step must be at least 1", field)
-    if base == "*":
-        return item
-    lo_t, _, hi_t = base.partition("-")
-    lo = _value(lo_t, field, quartz, expr)
-    hi = _value(hi_t, field, quartz, expr) if hi_t else None
-    if hi is not None and hi < lo and not dow:
-        raise _invalid(expr, f"{field} range {base!r} runs backwards", field)
-    if dow and quartz:  # Quartz 1=SUN..7=SAT -> cron 0=SUN..6=SAT
-        lo, hi = lo - 1, None if hi is None else hi - 1
-    if step is not None and hi is None:  # Quartz/cron "a/s": from a to the field's maximum
-        top = 6 if dow else (_RANGES[field][1])
-        return f"{lo}-{top}/{step}"
-    text = str(lo) if hi is None else f"{lo}-{hi}"
-    return text if step is None else f"{text}/{step}"
-
-
-def _check_field(value: str, field: str, quartz: bool, expr: str) -> str:
-    if value == "?":
-        if field not in ("day-of-month", "day-of-week"):
-            raise _invalid(expr, f"'?' is only allowed in day-of-month or day-of-week, not {field}")
-        return "*"
-    items = value.split(",")
-    if field == "day-of-month" and len(items) > 1 and any(i[-1:] == "W" for i in items):
-        raise _invalid(expr, "day-of-month 'W' takes a single day, not a list", field)
-    return ",".join(_check_item(i, field, quartz, expr) for i in items)
-
-
-def _years(value: str, expr: str) -> frozenset[int] | None:
-    if value in ("*", "?"):
-        return None
-    out: set[int] = set()
-    for item in value.split(","):
-        m = _ITEM.match(item)
-        if m is None:
-            raise _invalid(expr, f"year item {item!r} is not valid", "year")
-        lo_t, _, hi_t = m.group("base").partition("-")
-        lo, hi = _RANGES["year"]
-        if m.group("base") != "*":
-            lo = _value(lo_t, "year", True, expr)
-            hi = _value(hi_t, "year", True, expr) if hi_t else (hi if m.group("step") else lo)
-        out.update(range(lo, hi + 1, int(m.group("step") or 1)))
-    return frozenset(out)
-
-
-@lru_cache(maxsize=1024)
-def parse(expr: str) -> CronExpr:
-    """Parse a cron or Quartz expression; ValidationError says what is wrong."""
-    source = " ".join(expr.split())
-    if not source:
-        raise _invalid(expr, "the expression is empty")
-    up = source.upper()
-    if source.startswith("@"):
-        if source.lower() not in _ALIASES:
-            raise _invalid(expr, f"unknown alias (known: {', '.join(sorted(_ALIASES))})")
-        up = _ALIASES[source.lower()]
-    fields = up.split(" ")
-    names: tuple[str, ...]
-    if len(fields) == 5:
-        quartz, names = False, CRON_FIELDS
-    elif len(fields) in (6, 7):
-        quartz, names = True, QUARTZ_FIELDS
-    else:
-        raise _invalid(
-            expr,
-            f"expected 5 fields (minute hour day-of-month month day-of-week) or 6-7 Quartz fields"
-            f" (second minute hour day-of-month month day-of-week [year]), got {len(fields)}",
-        )
-    values = dict(zip(names, fields, strict=False))
-    dom, dow = values["day-of-month"], values["day-of-week"]
-    if quartz and dom == "?" and dow == "?":
-        raise _invalid(expr, "'?' may stand in day-of-month or day-of-week, not both")
-    rule = None
-    if dom == "LW" or re.fullmatch(r"L-\d+", dom):
-        if dow not in ("*", "?"):
-            raise _invalid(expr, f"day-of-month {dom!r} cannot be combined with a day-of-week")
-        if dom != "LW" and not 0 <= int(dom[2:]) <= 30:
-            raise _invalid(expr, f"day-of-month {dom!r}: the offset must be 0-30", "day-of-month")
-        rule, values["day-of-month"] = dom, "*"
-    parts = [_check_field(values[f], f, quartz, expr) for f in names if f != "year" and f in values]
-    years = _years(values.get("year", "*"), expr) if quartz else None
-    if quartz:
-        parts.append(values.get("year", "*"))
-    engine = " ".join(parts)
-    try:
-        croniter(engine, datetime(2000, 1, 1), second_at_beginning=quartz)
-    except CroniterError as exc:
-        raise _invalid(expr, str(exc).replace(engine.lower(), engine)) from None
-    kind = "quartz" if quartz else "cron"
-    return CronExpr(source, kind, engine, quartz, rule, years)
 
 
 @lru_cache(maxsize=256)
@@ -232,44 +81,91 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
-def _day_ok(rule: str | None, d: date) -> bool:
-    if rule is None:
+# -- days -----------------------------------------------------------------------------------------
+
+
+def _nearest_weekday(y: int, m: int, day: int, last: int) -> int:
+    """Quartz ``W``: the weekday nearest ``day`` without leaving the month."""
+    wd = date(y, m, day).weekday()
+    if wd == 5:  # Saturday: the Friday before, or Monday the 3rd for the 1st
+        return day + 2 if day == 1 else day - 1
+    if wd == 6:  # Sunday: the Monday after, or the Friday before for the month's last day
+        return day - 2 if day == last else day + 1
+    return day
+
+
+def _dom_ok(r: MonthDays, y: int, m: int, d: int, last: int) -> bool:
+    if d in r.days or (last - d) in r.last:
         return True
-    last = calendar.monthrange(d.year, d.month)[1]
-    if rule == "LW":
-        day = last
-        while date(d.year, d.month, day).weekday() >= 5:
-            day -= 1
-        return d.day == day
-    return d.day == max(1, last - int(rule[2:]))
+    if any(n <= last and _nearest_weekday(y, m, n, last) == d for n in r.nearest):
+        return True
+    return any(
+        last - o >= 1 and _nearest_weekday(y, m, last - o, last) == d for o in r.last_nearest
+    )
+
+
+def _dow_ok(r: WeekDays, d: date, last: int) -> bool:
+    wd = (d.weekday() + 1) % 7  # 0 = SUN
+    if wd in r.days or (wd, (d.day - 1) // 7 + 1) in r.nth:
+        return True
+    return wd in r.last and d.day + 7 > last
+
+
+@lru_cache(maxsize=4096)
+def _month_days(c: CronExpr, y: int, m: int) -> tuple[int, ...]:
+    """The days of month ``m`` of year ``y`` that match both day fields."""
+    last = calendar.monthrange(y, m)[1]
+    out = []
+    for d in range(1, last + 1):
+        dom = c.dom.any or _dom_ok(c.dom, y, m, d, last)
+        dow = c.dow.any or _dow_ok(c.dow, date(y, m, d), last)
+        if (dom or dow) if c.day_or else (dom and dow):
+            out.append(d)
+    return tuple(out)
+
+
+def _times(c: CronExpr, after: dtime | None) -> Iterator[tuple[int, int, int]]:
+    """(hour, minute, second) of ``c`` strictly after ``after`` (all of a day when None)."""
+    h0 = m0 = -1
+    if after is not None:
+        h0, m0 = after.hour, after.minute
+    for h in c.hours[bisect_left(c.hours, h0) :]:
+        mins = c.minutes[bisect_left(c.minutes, m0) :] if h == h0 else c.minutes
+        for mi in mins:
+            if h == h0 and mi == m0 and after is not None:
+                secs = c.seconds[bisect_right(c.seconds, after.second) :]
+            else:
+                secs = c.seconds
+            for s in secs:
+                yield h, mi, s
 
 
 def _walls(c: CronExpr, after: datetime) -> Iterator[datetime]:
-    """Naive wall times matching ``c`` strictly after the naive ``after``, ascending."""
-    start = after
-    if c.years is not None:
-        ahead = [y for y in c.years if y >= start.year]
-        if not ahead:
-            return
-        if min(ahead) > start.year:
-            start = datetime(min(ahead), 1, 1) - timedelta(microseconds=1)
-    it = croniter(c.engine_expr, start, second_at_beginning=c.quartz)
-    while True:
-        try:
-            w: datetime = it.get_next(datetime)
-        except CroniterBadDateError:
-            later = [y for y in c.years or () if y > start.year]
-            if not later:
+    """Naive wall times matching ``c`` strictly after the naive ``after``, ascending; gives up
+    ``SEARCH_YEARS`` years after ``after`` or the last fire, and after ``LAST_YEAR``."""
+    limit = min(after.year + SEARCH_YEARS, LAST_YEAR)
+    years = c.years if c.years is not None else None
+    y = after.year
+    while y <= limit:
+        if years is not None:
+            i = bisect_left(years, y)
+            if i == len(years) or years[i] > limit:
                 return
-            start = datetime(min(later), 1, 1) - timedelta(microseconds=1)
-            it = croniter(c.engine_expr, start, second_at_beginning=c.quartz)
-            continue
-        if not _day_ok(c.last_day_rule, w.date()):
-            start = datetime.combine(w.date(), dtime(23, 59, 59))
-            it = croniter(c.engine_expr, start, second_at_beginning=c.quartz)
-            continue
-        start = w
-        yield w
+            y = years[i]
+        for m in sorted(c.months):
+            if (y, m) < (after.year, after.month):
+                continue
+            for d in _month_days(c, y, m):
+                day = date(y, m, d)
+                if day < after.date():
+                    continue
+                for h, mi, s in _times(c, after.time() if day == after.date() else None):
+                    yield datetime(y, m, d, h, mi, s)
+                    limit = min(y + SEARCH_YEARS, LAST_YEAR)
+        y += 1
+
+
+# -- instants -------------------------------------------------------------------------------------
 
 
 def resolve(wall: datetime, tz: ZoneInfo) -> tuple[datetime, str | None]:
@@ -291,6 +187,15 @@ def resolve(wall: datetime, tz: ZoneInfo) -> tuple[datetime, str | None]:
     return hi.replace(microsecond=0), GAP
 
 
+def _wall_of(at: datetime, z: ZoneInfo) -> datetime | None:
+    """The naive wall time of an aware instant, None outside the searchable years."""
+    try:
+        wall = at.astimezone(z).replace(tzinfo=None)
+    except (OverflowError, ValueError):
+        return None
+    return wall if wall.year <= LAST_YEAR else None
+
+
 def fires(
     expr: str | CronExpr, tz: str | ZoneInfo, after: datetime, until: datetime | None = None
 ) -> Iterator[Fire]:
@@ -300,7 +205,7 @@ def fires(
     if after.tzinfo is None:
         raise ValueError("after must be timezone-aware")
     last = after
-    restart: datetime | None = after.astimezone(z).replace(tzinfo=None)
+    restart = _wall_of(after, z)
     while restart is not None:
         walls, restart = _walls(c, restart), None
         for w in walls:
@@ -316,6 +221,14 @@ def fires(
                 break
 
 
+def _before(at: datetime) -> datetime:
+    """The instant just before ``at`` (``at`` itself at the start of time)."""
+    try:
+        return at - _MICRO
+    except OverflowError:
+        return at
+
+
 def next_fire(
     expr: str | CronExpr, tz: str | ZoneInfo, after: datetime, until: datetime | None = None
 ) -> datetime | None:
@@ -325,19 +238,82 @@ def next_fire(
     return None
 
 
+def next_in_window(
+    expr: str | CronExpr,
+    tz: str | ZoneInfo,
+    after: datetime,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> datetime | None:
+    """The first fire strictly after ``after`` that lies in [start, end], or None."""
+    if start is not None and start > after:
+        after = _before(start)
+    return next_fire(expr, tz, after, end)
+
+
+def _check_start(at: datetime, field: str) -> None:
+    if not EARLIEST <= at < LATEST:
+        raise ValidationError(
+            f"{field}: {at.isoformat()} is outside the supported range"
+            f" {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d} (UTC)",
+            [{"code": "out_of_range", "field": field}],
+        )
+
+
+def never_fires(expr: str, field: str, end: datetime | None = None) -> ValidationError:
+    """The one "never fires" answer of POST /schedules and GET /cron/preview."""
+    within = f"before the window's end {end.isoformat()}" if end else f"within {SEARCH_YEARS} years"
+    return ValidationError(
+        f"{field}: {expr!r} never fires (no fire time {within})",
+        [{"code": "never_fires", "field": field, "expr": expr}],
+    )
+
+
+def check_fires(
+    expr: str,
+    tz: str,
+    after: datetime,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    field: str = "cron",
+) -> datetime:
+    """The first fire after ``after`` inside [start, end]; ValidationError naming ``end`` when the
+    window ends before it starts, ``start`` out of range, and ``field`` when nothing fires."""
+    if start is not None and end is not None and end <= start:
+        raise ValidationError(
+            "end: the end of the window must be after its start",
+            [{"code": "invalid_window", "field": "end"}],
+        )
+    if start is not None:
+        _check_start(start, "start")
+    at = next_in_window(expr, tz, after, start, end)
+    if at is None:
+        raise never_fires(expr, field, end)
+    return at
+
+
 def preview(
-    expr: str, tz: str, start: datetime | None = None, count: int = 10
+    expr: str,
+    tz: str,
+    start: datetime | None = None,
+    count: int = 10,
+    field: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The next ``count`` fires after ``start`` (default now) as JSON-ready dicts."""
+    """The next ``count`` fires from ``start`` (inclusive; default now) as JSON-ready dicts. With
+    ``field``, an expression without a fire is refused as in ``check_fires``."""
     z = zone(tz)
     begin = start or datetime.now(UTC)
     if begin.tzinfo is None:
         begin = begin.replace(tzinfo=z)
+    if start is not None:
+        _check_start(begin, "start")
     out: list[dict[str, Any]] = []
-    for f in fires(expr, z, begin - timedelta(microseconds=1)):
+    for f in fires(expr, z, _before(begin)):
         out.append(describe(f, z))
         if len(out) >= count:
             break
+    if not out and field is not None:
+        raise never_fires(expr, field)
     return out
 
 
@@ -364,25 +340,12 @@ def describe(f: Fire, z: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def next_in_window(
-    expr: str | CronExpr,
-    tz: str | ZoneInfo,
-    after: datetime,
-    start: datetime | None = None,
-    end: datetime | None = None,
-) -> datetime | None:
-    """The first fire strictly after ``after`` that lies in [start, end], or None."""
-    if start is not None and start > after:
-        after = start - timedelta(microseconds=1)
-    return next_fire(expr, tz, after, end)
-
-
 def fire_times(
     expr: str | CronExpr, tz: str | ZoneInfo, start: datetime, end: datetime, limit: int
 ) -> list[datetime]:
     """Every fire in [start, end] (at most ``limit``; ValidationError beyond it)."""
     out: list[datetime] = []
-    for f in fires(expr, tz, start - timedelta(microseconds=1), end):
+    for f in fires(expr, tz, _before(start), end):
         out.append(f.at)
         if len(out) > limit:
             raise ValidationError(
