@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from core.datepattern import format_java
 from core.errors import ValidationError
-from core.timeexpr import evaluate, format_java, local_time, shift_days
+from core.timeexpr import evaluate, local_time, shift_days
 
 MAX_DEPTH = 100  # how deep ${a} -> ${b} -> ... may nest
 MAX_VALUE = 1 << 20  # a resolved value longer than this is refused (no exponential blow-up)
@@ -19,6 +20,7 @@ _TOKEN_RE = re.compile(r"\$\{(?P<ref>[A-Za-z_][A-Za-z0-9_.]*)\}|\$\[(?P<expr>[^\
 _REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HAS_LETTER = re.compile(r"[A-Za-z]")
+_DIGITS = re.compile(r"^[0-9\s]*[0-9][0-9\s]*$")
 
 BIZ_DATE, BIZ_CURDATE, DATETIME = "system.biz.date", "system.biz.curdate", "system.datetime"
 
@@ -45,9 +47,15 @@ def merge_upstream_outputs(
 
 
 def _time_token(expr: str, base: datetime, tz: str | tzinfo) -> str | None:
-    """The value of ``$[expr]``; None when it is left alone for bash (its obsolete ``$[1+2]``
-    arithmetic): no letter in it, or a ``$`` still in it."""
-    if "$" in expr or not _HAS_LETTER.search(expr):
+    """The value of ``$[expr]``; None when it is left alone: a ``$`` still in it or a single digit
+    (``$[1]``), as DolphinScheduler leaves them, and text with no letter outside '...' quotes
+    (bash's obsolete ``$[1+2]`` arithmetic, SQL such as ``CONCAT('$[', i, ']')``). Digits only
+    (``$[12]``) are a pattern of literal digits: themselves, as in DolphinScheduler."""
+    if "$" in expr or re.fullmatch(r"[0-9]", expr):
+        return None
+    if _DIGITS.match(expr):
+        return expr
+    if not _HAS_LETTER.search(re.sub(r"'[^']*'", "", expr)):
         return None
     return evaluate(expr.strip(), base, tz)
 

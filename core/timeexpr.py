@@ -1,129 +1,30 @@
-"""DolphinScheduler-style time expressions (the text inside ``$[...]``): Java date patterns, day/hour
-arithmetic and the calendar functions, computed in a workflow's IANA time zone. Pure, no I/O."""
+"""DolphinScheduler's time expressions (the text inside ``$[...]``): a java.time pattern with day,
+hour and minute arithmetic, or a calendar function (add_months, last_day, month_begin, week_end,
+year_week, timestamp…), evaluated at a run's base time in its IANA zone. Pure, no I/O."""
 
 from __future__ import annotations
 
-import calendar
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from fractions import Fraction
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.datepattern import format_java
 from core.errors import ValidationError
+from core.timefuncs import CALENDAR, epoch_seconds, iso_year_week, year_week
+from core.timefuncs import add_days_fraction as add_days_fraction
+from core.timefuncs import at_local as at_local
+from core.timefuncs import local_time as local_time
+from core.timefuncs import shift_days as shift_days
+from core.timefuncs import shift_months as shift_months
+from core.timefuncs import shift_seconds as shift_seconds
+from core.timefuncs import zone as zone
 
-# Java pattern letters we format; any other ASCII letter outside '...' quotes is an error
-# (catches ``YYYY``/``DD`` typos, which mean something else in Java).
-_LETTERS = "yMdHhmsS"
 _FUNC_RE = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.S)
 # a pattern followed by arithmetic: the shortest prefix whose rest is [+-] digits and operators
 _ARITH_RE = re.compile(r"^(?P<fmt>.+?)(?P<expr>[+-][0-9\s+\-*/()]*)$", re.S)
-_FUNCTIONS = (
-    "add_months",
-    "this_day",
-    "last_day",
-    "month_first_day",
-    "month_last_day",
-    "week_first_day",
-    "week_last_day",
-    "year_week",
-)
-
-
-@lru_cache(maxsize=256)
-def zone(name: str) -> tzinfo:
-    """The IANA zone ``name``; a ValidationError naming it if unknown."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValidationError(f"unknown time zone {name!r}") from None
-
-
-def local_time(base: datetime, tz: str | tzinfo) -> datetime:
-    """``base`` (aware; naive means UTC) as wall-clock time in ``tz``."""
-    z = zone(tz) if isinstance(tz, str) else tz
-    if base.tzinfo is None:
-        base = base.replace(tzinfo=UTC)
-    return base.astimezone(z)
-
-
-def at_local(wall: datetime, z: tzinfo) -> datetime:
-    """Attach zone ``z`` to a naive wall time, deterministically: a time in a spring-forward gap
-    moves forward by the gap (02:30 -> 03:30 CEST); an ambiguous fall-back time takes the earlier
-    offset (the first occurrence, summer time). Both as java.time's ZonedDateTime.of does."""
-    aware = wall.replace(tzinfo=z, fold=0)
-    return aware.astimezone(UTC).astimezone(z)
-
-
-def shift_days(t: datetime, days: int) -> datetime:
-    """Move the local date by ``days`` keeping the wall-clock time (calendar arithmetic)."""
-    assert t.tzinfo is not None
-    return at_local(t.replace(tzinfo=None) + timedelta(days=days), t.tzinfo)
-
-
-def shift_months(t: datetime, months: int) -> datetime:
-    """Move the local month by ``months``, clamping the day (Mar 31 - 1 month = Feb 28/29)."""
-    assert t.tzinfo is not None
-    m = t.year * 12 + (t.month - 1) + months
-    y, mo = divmod(m, 12)
-    if not 1 <= y <= 9999:
-        raise ValidationError(f"date out of range after adding {months} months")
-    day = min(t.day, calendar.monthrange(y, mo + 1)[1])
-    return at_local(t.replace(tzinfo=None, year=y, month=mo + 1, day=day), t.tzinfo)
-
-
-def shift_seconds(t: datetime, seconds: int) -> datetime:
-    """Move absolute time (hours, minutes): the wall clock may jump across a DST change."""
-    assert t.tzinfo is not None
-    return (t.astimezone(UTC) + timedelta(seconds=seconds)).astimezone(t.tzinfo)
-
-
-def format_java(pattern: str, t: datetime) -> str:
-    """Format ``t`` with a Java-style pattern: yyyy yy MM M dd d HH H hh h mm m ss s SSS; text in
-    '...' is literal ('' is a quote); other non-letters are literal."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "'":
-            end = pattern.find("'", i + 1)
-            if end < 0:
-                raise ValidationError(f"unterminated quote in date pattern {pattern!r}")
-            out.append(pattern[i + 1 : end] if end > i + 1 else "'")
-            i = end + 1
-            continue
-        if not ("a" <= c <= "z" or "A" <= c <= "Z"):
-            out.append(c)
-            i += 1
-            continue
-        j = i
-        while j < n and pattern[j] == c:
-            j += 1
-        out.append(_field(c, j - i, t, pattern))
-        i = j
-    return "".join(out)
-
-
-def _field(letter: str, width: int, t: datetime, pattern: str) -> str:
-    if letter not in _LETTERS:
-        raise ValidationError(
-            f"unsupported letter {letter!r} in date pattern {pattern!r}"
-            " (use yyyy, MM, dd, HH, mm, ss; quote literal text as 'text')"
-        )
-    if letter == "y":
-        return f"{t.year % 100:02d}" if width == 2 else f"{t.year:0{width}d}"
-    if letter == "S":
-        return f"{t.microsecond // 1000:03d}"[:width].ljust(width, "0")
-    value = {
-        "M": t.month,
-        "d": t.day,
-        "H": t.hour,
-        "h": (t.hour % 12) or 12,
-        "m": t.minute,
-        "s": t.second,
-    }[letter]
-    return f"{value:0{width}d}"
+_WEEKS = {"year_week": year_week, "iso_year_week": iso_year_week}
+FUNCTIONS = (*CALENDAR, *_WEEKS, "timestamp")
 
 
 # arithmetic ------------------------------------------------------------------------------------
@@ -202,7 +103,7 @@ def _int_arg(expr: str, text: str) -> int:
     return int(v)
 
 
-def _split_args(expr: str, inner: str) -> list[str]:
+def _split_args(inner: str) -> list[str]:
     parts: list[str] = []
     cur: list[str] = []
     depth = 0
@@ -217,26 +118,25 @@ def _split_args(expr: str, inner: str) -> list[str]:
     return [p.strip() for p in parts]
 
 
-def add_days_fraction(t: datetime, days: Fraction) -> datetime:
-    """Whole days move the local date (calendar); fractions of a day (N/24, N/24/60) move
-    absolute time by that many seconds."""
-    if days.denominator == 1:
-        return shift_days(t, int(days))
-    return shift_seconds(t, round(days * 86400))
+def _unquoted(fmt: str) -> str:
+    """``fmt`` without its '...' literals."""
+    return re.sub(r"'[^']*'", "", fmt)
 
 
-def evaluate(expr: str, base: datetime, tz: str | tzinfo) -> str:
-    """The value of the time expression ``expr`` (without ``$[ ]``) at ``base`` in ``tz``."""
-    t = local_time(base, tz)
-    m = _FUNC_RE.match(expr)
-    if m and m.group(1) in _FUNCTIONS:
-        return _function(expr, m.group(1), _split_args(expr, m.group(2)), t)
-    if m:
-        raise ValidationError(
-            f"unknown function {m.group(1)!r} in $[{expr}] (known: {', '.join(_FUNCTIONS)})"
-        )
-    fmt, offset = expr, Fraction(0)
-    am = _ARITH_RE.match(expr)
+def _instant(expr: str, text: str, t: datetime) -> tuple[datetime, str]:
+    """The date-time and pattern of a pattern-with-arithmetic or calendar function ``text``."""
+    m = _FUNC_RE.match(text)
+    if m and m.group(1) in CALENDAR:
+        name, args = m.group(1), _split_args(m.group(2))
+        least, most, fn = CALENDAR[name]
+        if not least <= len(args) <= most or not args[0]:
+            want = str(least) if least == most else f"{least} or {most}"
+            raise ValidationError(f"$[{expr}]: {name} takes {want} argument(s)")
+        return fn(t, _int_arg(expr, args[1]) if len(args) > 1 else 0), args[0]
+    if m and m.group(1) in FUNCTIONS:
+        raise ValidationError(f"$[{expr}]: {m.group(1)} cannot be nested here")
+    fmt, offset = text, Fraction(0)
+    am = _ARITH_RE.match(text)
     if am:
         try:
             fmt, offset = am.group("fmt").rstrip(), arith(am.group("expr"))
@@ -246,62 +146,57 @@ def evaluate(expr: str, base: datetime, tz: str | tzinfo) -> str:
             ) from None
     if not fmt.strip():
         raise ValidationError(f"empty date pattern in $[{expr}]")
+    fm = _FUNC_RE.match(fmt)
+    if fm and fm.group(1) in FUNCTIONS:
+        raise ValidationError(
+            f"$[{expr}]: no arithmetic after a function (DolphinScheduler refuses it too);"
+            " give the offset as its argument, e.g. week_end(yyyyMMdd,-1)"
+        )
+    if "+" in _unquoted(fmt):
+        raise ValidationError(
+            f"$[{expr}]: '+' outside quotes must start day arithmetic (+N, +N/24, +N/24/60);"
+            " quote a literal plus as '+'"
+        )
+    return add_days_fraction(t, offset), fmt
+
+
+def _evaluate(expr: str, t: datetime) -> str:
+    m = _FUNC_RE.match(expr)
+    name = m.group(1) if m else ""
+    if m and name == "timestamp":
+        when, fmt = _instant(expr, m.group(2).strip(), t)
+        assert t.tzinfo is not None
+        try:
+            return str(epoch_seconds(format_java(fmt, when), t.tzinfo))
+        except ValueError as exc:
+            raise ValidationError(f"$[{expr}]: {exc}") from None
+    if m and name in _WEEKS:
+        args = _split_args(m.group(2))
+        if not 1 <= len(args) <= 2 or not args[0]:
+            raise ValidationError(f"$[{expr}]: {name} takes 1 or 2 argument(s)")
+        try:
+            return _WEEKS[name](args[0], _int_arg(expr, args[1]) if len(args) > 1 else 1, t)
+        except ValueError as exc:
+            raise ValidationError(f"$[{expr}]: {exc}") from None
     try:
-        return format_java(fmt, add_days_fraction(t, offset))
+        when, fmt = _instant(expr, expr, t)
+        return format_java(fmt, when)
+    except ValidationError:
+        if m and name not in FUNCTIONS:
+            raise ValidationError(
+                f"unknown function {name!r} in $[{expr}] (known: {', '.join(FUNCTIONS)})"
+            ) from None
+        raise
+
+
+def evaluate(expr: str, base: datetime, tz: str | tzinfo) -> str:
+    """The value of the time expression ``expr`` (without ``$[ ]``) at ``base`` in ``tz``."""
+    t = local_time(base, tz)
+    try:
+        return _evaluate(expr, t)
     except ValidationError as exc:
+        if f"$[{expr}]" in exc.message:
+            raise
         raise ValidationError(f"bad time expression $[{expr}]: {exc.message}") from None
     except OverflowError:
         raise ValidationError(f"bad time expression $[{expr}]: date out of range") from None
-
-
-def _function(expr: str, name: str, args: list[str], t: datetime) -> str:
-    arity = {"this_day": (1, 1), "last_day": (1, 1), "year_week": (1, 2)}.get(name, (2, 2))
-    if not arity[0] <= len(args) <= arity[1] or not args[0]:
-        want = "/".join(str(a) for a in sorted(set(arity)))
-        raise ValidationError(f"$[{expr}]: {name} takes {want} argument(s)")
-    fmt = args[0]
-    n = _int_arg(expr, args[1]) if len(args) > 1 else 0
-    try:
-        if name == "add_months":
-            r = shift_months(t, n)
-        elif name == "this_day":
-            r = t
-        elif name in ("last_day", "month_last_day"):
-            m = shift_months(t, n) if name == "month_last_day" else t
-            r = shift_days(m, calendar.monthrange(m.year, m.month)[1] - m.day)
-        elif name == "month_first_day":
-            m = shift_months(t, n)
-            r = shift_days(m, 1 - m.day)
-        elif name == "week_first_day":
-            r = shift_days(t, 7 * n - t.weekday())
-        elif name == "week_last_day":
-            r = shift_days(t, 7 * n + 6 - t.weekday())
-        else:
-            return _year_week(expr, fmt, n if len(args) > 1 else 1, t)
-        return format_java(fmt, r)
-    except ValidationError as exc:
-        raise ValidationError(f"bad time expression $[{expr}]: {exc.message}") from None
-    except OverflowError:
-        raise ValidationError(f"bad time expression $[{expr}]: date out of range") from None
-
-
-def _year_week(expr: str, fmt: str, first_day: int, t: datetime) -> str:
-    """Week-based year and week number; weeks start on ``first_day`` (1=Monday … 7=Sunday, 0 is
-    Sunday too) and week 1 is the first week with at least 4 days in the new year (ISO when
-    Monday). Rendered ``yyyy-ww`` when the pattern contains '-', else ``yyyyww``."""
-    if not 0 <= first_day <= 7:
-        raise ValidationError(f"$[{expr}]: the first day of the week must be 0..7")
-    start = (first_day - 1) % 7  # Python weekday of the first day: Monday=0 … Sunday=6
-    d = t.date()
-
-    def week1_start(year: int) -> date:
-        jan4 = date(year, 1, 4)  # week 1 holds Jan 4 <=> it has >= 4 days in the year
-        return jan4 - timedelta(days=(jan4.weekday() - start) % 7)
-
-    year = d.year
-    if d < week1_start(year):
-        year -= 1
-    elif d >= week1_start(year + 1):
-        year += 1
-    week = (d - week1_start(year)).days // 7 + 1
-    return f"{year:04d}-{week:02d}" if "-" in fmt else f"{year:04d}{week:02d}"

@@ -117,9 +117,10 @@ def test_hour_arithmetic_across_fall_back_repeats_the_wall_hour() -> None:
         (berlin(2028, 2, 29, 9), "add_months(yyyyMMdd,48)", "20320229"),
         (berlin(2028, 2, 29, 9), "yyyyMMdd+1", "20280301"),
         (berlin(2028, 3, 1, 9), "yyyyMMdd-1", "20280229"),
-        (berlin(2028, 2, 10, 9), "last_day(yyyy-MM-dd)", "2028-02-29"),
-        (berlin(2026, 2, 10, 9), "last_day(yyyy-MM-dd)", "2026-02-28"),
-        (berlin(2026, 12, 31, 9), "last_day(yyyy-MM-dd)", "2026-12-31"),
+        # the month's last day is month_last_day (last_day is DolphinScheduler's "yesterday")
+        (berlin(2028, 2, 10, 9), "month_last_day(yyyy-MM-dd)", "2028-02-29"),
+        (berlin(2026, 2, 10, 9), "month_last_day(yyyy-MM-dd)", "2026-02-28"),
+        (berlin(2026, 12, 31, 9), "month_last_day(yyyy-MM-dd)", "2026-12-31"),
         (berlin(2028, 3, 15, 9), "month_last_day(yyyyMMdd,-1)", "20280229"),
         (berlin(2028, 3, 31, 9), "month_first_day(yyyyMMdd,-1)", "20280201"),
         (berlin(2026, 1, 15, 9), "month_first_day(yyyy-MM-dd,-1)", "2025-12-01"),
@@ -159,22 +160,23 @@ def test_week_functions(day: date, expr: str, want: str) -> None:
     assert ev(expr, berlin(day.year, day.month, day.day, 10)) == want
 
 
-def test_year_week_matches_iso_weeks_by_default() -> None:
+def test_iso_year_week_matches_iso_weeks_by_default() -> None:
+    # the ISO rule is iso_year_week; year_week is DolphinScheduler's (test_params_dolphinscheduler)
     d = date(2025, 12, 1)
     while d < date(2028, 2, 1):
         y, w, _ = d.isocalendar()
-        got = ev("year_week(yyyy-MM-dd)", berlin(d.year, d.month, d.day, 12))
+        got = ev("iso_year_week(yyyy-MM-dd)", berlin(d.year, d.month, d.day, 12))
         assert got == f"{y:04d}-{w:02d}", d
         d += timedelta(days=1)
-    assert ev("year_week(yyyyMMdd)", berlin(2027, 1, 1, 12)) == "202653"
+    assert ev("iso_year_week(yyyyMMdd)", berlin(2027, 1, 1, 12)) == "202653"
 
 
-def test_year_week_with_sunday_as_first_day() -> None:
+def test_iso_year_week_with_sunday_as_first_day() -> None:
     # 2026-01-04 is a Sunday: it starts week 1 when weeks start on Sunday, ends it on Mondays
-    assert ev("year_week(yyyy-MM-dd,7)", berlin(2026, 1, 4, 12)) == "2026-01"
-    assert ev("year_week(yyyy-MM-dd,0)", berlin(2026, 1, 3, 12)) == "2025-53"
-    assert ev("year_week(yyyy-MM-dd,1)", berlin(2026, 1, 4, 12)) == "2026-01"
-    assert ev("year_week(yyyy-MM-dd,1)", berlin(2026, 1, 5, 12)) == "2026-02"
+    assert ev("iso_year_week(yyyy-MM-dd,7)", berlin(2026, 1, 4, 12)) == "2026-01"
+    assert ev("iso_year_week(yyyy-MM-dd,7)", berlin(2026, 1, 3, 12)) == "2025-53"
+    assert ev("iso_year_week(yyyy-MM-dd,1)", berlin(2026, 1, 4, 12)) == "2026-01"
+    assert ev("iso_year_week(yyyy-MM-dd,1)", berlin(2026, 1, 5, 12)) == "2026-02"
 
 
 # formats and errors --------------------------------------------------------------------------
@@ -191,7 +193,7 @@ def test_patterns_and_literals() -> None:
 
 @pytest.mark.parametrize(
     "expr",
-    ["YYYYMMdd", "yyyyMMdd-x1", "yyyyMMdd-1/0", "nope(yyyyMMdd)", "add_months(yyyyMMdd)",
+    ["yyyyMMll", "yyyyMMdd-x1", "yyyyMMdd-1/0", "nope(yyyyMMdd)", "add_months(yyyyMMdd)",
      "add_months(yyyyMMdd,1/2)", "yyyy'MM", "year_week(yyyyMMdd,9)", " "],
 )  # fmt: skip
 def test_bad_expressions_are_validation_errors_naming_them(expr: str) -> None:
