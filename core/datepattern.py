@@ -143,7 +143,8 @@ def format_java(pattern: str, t: datetime) -> str:
     ``[...]`` optional sections, ``p`` padding. Zone letters fail, as for a local time in Java
     (inside ``[...]`` they print nothing); a letter Java does not know is an error."""
     out: list[str] = []
-    i, n, depth, pad = 0, len(pattern), 0, 0
+    sections: list[list[int]] = []  # open [...]: [output length at '[', failed]
+    i, n, pad = 0, len(pattern), 0
     while i < n:
         c = pattern[i]
         if "a" <= c <= "z" or "A" <= c <= "Z":
@@ -157,39 +158,42 @@ def format_java(pattern: str, t: datetime) -> str:
                 pad = count
                 continue
             _check(c, count, pattern)
+            pad, width = 0, pad
+            if sections and sections[-1][1]:
+                continue
             if c in _ZONE_LETTERS:
-                if depth:
-                    pad = 0
-                    continue
-                raise ValidationError(
-                    f"zone letter {c!r} in date pattern {pattern!r}: DolphinScheduler formats a"
-                    " local time, which has no zone"
-                )
+                if not sections:
+                    raise ValidationError(
+                        f"zone letter {c!r} in date pattern {pattern!r}: DolphinScheduler formats"
+                        " a local time, which has no zone"
+                    )
+                del out[sections[-1][0] :]  # as Java: the whole optional section prints nothing
+                sections[-1][1] = 1
+                continue
             text = _field(c, count, t)
-            if pad:
-                if len(text) > pad:
-                    raise ValidationError(f"{text!r} is wider than its padding in {pattern!r}")
-                text, pad = text.rjust(pad), 0
-            out.append(text)
+            if len(text) > width > 0:
+                raise ValidationError(f"{text!r} is wider than its padding in {pattern!r}")
+            out.append(text.rjust(width))
             continue
+        literal: str | None = c
         if c == "'":
             j = i + 1
             while j < n and not (pattern[j] == "'" and pattern[j + 1 : j + 2] != "'"):
                 j += 2 if pattern[j] == "'" else 1
             if j >= n:
                 raise ValidationError(f"unterminated quote in date pattern {pattern!r}")
-            out.append(pattern[i + 1 : j].replace("''", "'") if j > i + 1 else "'")
-            i = j + 1
-            continue
-        if c == "[":
-            depth += 1
+            literal, i = (pattern[i + 1 : j].replace("''", "'") if j > i + 1 else "'"), j
+        elif c == "[":
+            sections.append([len(out), 0])
+            literal = None
         elif c == "]":
-            if not depth:
+            if not sections:
                 raise ValidationError(f"']' without '[' in date pattern {pattern!r}")
-            depth -= 1
+            sections.pop()
+            literal = None
         elif c in _RESERVED:
             raise ValidationError(f"reserved character {c!r} in date pattern {pattern!r}")
-        else:
-            out.append(c)
+        if literal is not None and not (sections and sections[-1][1]):
+            out.append(literal)
         i += 1
     return "".join(out)
