@@ -24,8 +24,6 @@ from core import dag as dag_mod
 from core.spec import TaskSpec, WorkflowSpec
 from core.states import TASK_IN_FLIGHT, TASK_SUCCESSFUL, TaskState, WorkflowState
 
-# Task types the master evaluates itself (no worker, no queue).
-BRANCH_TYPES = frozenset({"CONDITIONS", "SWITCH"})
 # Output key under which a branching node records the names of the tasks it chose.
 BRANCH_KEY = "__branch__"
 # Trigger rules under which a downstream task reacts to its upstreams' failure.

@@ -10,31 +10,14 @@ import select
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import psycopg2
 import psycopg2.extensions
 from sqlalchemy.engine import make_url
 
-from db.engine import CHANNEL_COMMAND, CHANNEL_TASK
+from db.notify import CHANNEL_COMMAND, CHANNEL_TASK, Event, parse_task_payload
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Event:
-    """``kind`` is 'command', 'task' (with ``instance_id`` and, when known, the changed
-    ``task_instance_id``), 'resync' or 'wake'."""
-
-    kind: str
-    instance_id: int = 0
-    task_instance_id: int = 0
-
-
-def parse_task_payload(payload: str) -> Event:
-    """``<workflow instance id>[:<task instance id>]`` -> a task event."""
-    wfi, _, tid = payload.partition(":")
-    return Event("task", int(wfi), int(tid) if tid else 0)
 
 
 def libpq_dsn(sqlalchemy_url: str) -> str:
