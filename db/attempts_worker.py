@@ -1,5 +1,5 @@
 """The worker's queries on task attempts: one read to load an attempt, one conditional write to
-mark it RUNNING, one fenced write (plus the master's wake-up NOTIFY) to finish it, a fenced
+mark it RUNNING, one fenced write (plus the owning master's wake-up) to finish it, a fenced
 timeout alert, and the start-up sweep's read of process groups recorded for a host. Never commit;
 each takes a Session or (the worker's hot path) an autocommit Connection."""
 
@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from core.states import TaskState
-from db.engine import CHANNEL_TASK
+from db.notify import task_notify_select
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,7 @@ _FINISH = text(
     " WHERE id = :ti_id AND lease_token = :token AND state = 'RUNNING'"
     " RETURNING workflow_instance_id, id, parent_id)"
     # a FANOUT sub-execution names its FANOUT attempt instead, so that its owner polls that
-    " SELECT pg_notify(:channel, workflow_instance_id || ':' || COALESCE(parent_id, id))"
-    " FROM done"
+    f" {task_notify_select('workflow_instance_id', 'COALESCE(parent_id, id)')} FROM done"
 ).bindparams(
     bindparam("output", type_=JSONB),
     bindparam("exit_code", type_=Integer),
@@ -169,8 +168,8 @@ def finish_attempt(
     reason: str | None = None,
 ) -> bool:
     """RUNNING -> ``state`` only while ``lease_token`` is still the row's token, and in the same
-    statement ``pg_notify('dagkeeper_task', '<workflow_instance_id>:<task_instance_id>')`` (and the
-    same for its FANOUT attempt, if it is a sub-execution). False = stale token or
+    statement the owning master's wake-up naming the instance and the attempt (its FANOUT
+    attempt instead, if it is a sub-execution). False = stale token or
     the attempt is no longer RUNNING; then nothing changed and nobody is notified."""
     if state not in WORKER_FINAL:
         raise ValueError(f"a worker cannot finish an attempt as {state!r}")
@@ -181,7 +180,6 @@ def finish_attempt(
         "exit_code": exit_code,
         "output": output or {},
         "reason": reason,
-        "channel": CHANNEL_TASK,
     }
     return len(s.execute(_FINISH, params).all()) >= 1
 

@@ -38,8 +38,3 @@ def lock_pending(s: Session, limit: int) -> list[ClaimedCommand]:
 def delete(s: Session, ids: list[int]) -> None:
     if ids:
         s.execute(text("DELETE FROM command WHERE id = ANY(:ids)"), {"ids": ids})
-
-
-def notify_masters(s: Session) -> None:
-    """Wake every master's command loop once this transaction commits."""
-    s.execute(text("SELECT pg_notify('dagkeeper_command', '')"))

@@ -18,9 +18,8 @@ from core.states import (
     can_transition_workflow,
 )
 from db import instances as q_instances
-from db.engine import CHANNEL_TASK
 from db.models import Command, TaskInstance, WorkflowInstance
-from db.runs import notify_masters
+from db.notify import notify_masters, notify_owner
 
 W = WorkflowState
 T = TaskState
@@ -37,12 +36,6 @@ class Accepted:
     # a running attempt whose worker must be asked to kill it (the caller does it via ZooKeeper)
     kill_worker: str | None = None
     lease_token: int | None = None
-
-
-def notify_instance(s: Session, instance_id: int, task_instance_id: int | None = None) -> None:
-    """Wake the owning master about an instance (and one of its attempts) on commit."""
-    payload = f"{instance_id}:{task_instance_id}" if task_instance_id else str(instance_id)
-    s.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL_TASK, "p": payload})
 
 
 def _lock_instance(s: Session, instance_id: int) -> WorkflowInstance:
@@ -85,7 +78,7 @@ def stop(s: Session, instance_id: int) -> Accepted:
     if not can_transition_workflow(state, W.READY_STOP):
         raise _refuse(row, "stop", "it has already finished")
     _set_state(row, W.READY_STOP, "stop requested")
-    notify_instance(s, row.id)
+    notify_owner(s, row.id)
     return Accepted(row.id, W.READY_STOP.value, "stopping")
 
 
@@ -99,7 +92,7 @@ def pause(s: Session, instance_id: int) -> Accepted:
     if not can_transition_workflow(state, W.READY_PAUSE):
         raise _refuse(row, "pause", "only a RUNNING instance can be paused")
     _set_state(row, W.READY_PAUSE, "pause requested")
-    notify_instance(s, row.id)
+    notify_owner(s, row.id)
     return Accepted(row.id, W.READY_PAUSE.value, "pausing")
 
 
@@ -179,7 +172,7 @@ def kill_task(s: Session, task_instance_id: int, lease_alive: bool | None) -> Ac
     if state in (T.SUBMITTED, T.DISPATCHED, T.DELAY_EXECUTION):
         t.state, t.reason = T.KILL.value, "killed by request before it ran"
         t.end_time = func.now()  # type: ignore[assignment]
-        notify_instance(s, t.workflow_instance_id, t.id)
+        notify_owner(s, t.workflow_instance_id, t.id)
         return Accepted(t.workflow_instance_id, T.KILL.value, "killed", t.id)
     if state != T.RUNNING:
         raise Conflict(
@@ -191,7 +184,7 @@ def kill_task(s: Session, task_instance_id: int, lease_alive: bool | None) -> Ac
         if not t.worker_id:
             t.reason = "killed by request"
         t.end_time = func.now()  # type: ignore[assignment]
-        notify_instance(s, t.workflow_instance_id, t.id)
+        notify_owner(s, t.workflow_instance_id, t.id)
         child = q_instances.child_of(s, t.id) if not t.worker_id else None
         if child is not None and child.state not in ("SUCCESS", "FAILURE", "STOP"):
             s.flush()
@@ -230,5 +223,5 @@ def force_success(s: Session, task_instance_id: int) -> Accepted:
             {"task_instance_id": t.id},
         )
     t.state, t.reason = T.FORCED_SUCCESS.value, "success forced by request"
-    notify_instance(s, t.workflow_instance_id, t.id)
+    notify_owner(s, t.workflow_instance_id, t.id)
     return Accepted(t.workflow_instance_id, t.state, "forced success", t.id)

@@ -14,10 +14,6 @@ from core.settings import DbSettings
 
 SessionFactory = sessionmaker[Session]
 
-# NOTIFY channels: the API/cron wake masters; workers wake the owning master.
-CHANNEL_COMMAND = "dagkeeper_command"
-CHANNEL_TASK = "dagkeeper_task"
-
 
 def make_engine(
     db: DbSettings | str, pool_size: int | None = None, pre_ping: bool = True

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.states import WORKFLOW_TERMINAL, WorkflowState, workflow_sources
+from db.notify import notify_owner
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,7 @@ def settle_parent(s: Session, child_id: int, state: WorkflowState) -> bool:
     ).first()
     if row is None:
         return False
-    s.execute(text("SELECT pg_notify('dagkeeper_task', :p)"), {"p": f"{int(row[0])}:{int(row[1])}"})
+    notify_owner(s, int(row[0]), int(row[1]))
     return True
 
 

@@ -1,17 +1,16 @@
-"""Queries on runs: submitting a run (SUBMITTED instance + command + NOTIFY in the caller's
-transaction), and reading workflow instances and task attempts. Never commits."""
+"""Queries on runs: submitting a run (SUBMITTED instance + command + the masters' wake-up in
+the caller's transaction), and reading workflow instances and task attempts. Never commits."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound, ValidationError
 from core.states import CommandType, Priority, WorkflowState
-from db.engine import CHANNEL_COMMAND
 from db.models import (
     Command,
     TaskInstance,
@@ -19,11 +18,7 @@ from db.models import (
     WorkflowInstance,
     WorkflowVersion,
 )
-
-
-def notify_masters(s: Session) -> None:
-    """Wake the masters (LISTEN dagkeeper_command); delivered when the transaction commits."""
-    s.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL_COMMAND})
+from db.notify import notify_masters
 
 
 def _check_start_nodes(spec: dict[str, Any], start_nodes: Iterable[str]) -> None:
@@ -45,7 +40,7 @@ def submit_run(
     run_options: dict[str, Any] | None = None,
     command_type: CommandType = CommandType.START_PROCESS,
 ) -> WorkflowInstance:
-    """Insert a SUBMITTED instance of the latest version and its command, then NOTIFY.
+    """Insert a SUBMITTED instance of the latest version and its command, then wake the masters.
 
     The definition row is locked FOR SHARE so that a concurrent delete waits for us (and then
     sees this instance). ``priority`` defaults to the spec's priority.

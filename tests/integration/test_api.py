@@ -21,8 +21,9 @@ from api.deps import TOKEN_FILE
 from coord.zk import ZkClient
 from core.settings import Settings
 from db import runs
-from db.engine import CHANNEL_COMMAND, SessionFactory, make_engine, make_session_factory
+from db.engine import SessionFactory, make_engine, make_session_factory
 from db.models import Command, TaskInstance, WorkflowInstance
+from db.notify import CHANNEL_COMMAND
 
 TOKEN = "test-token-0123456789"
 

@@ -27,8 +27,9 @@ from coord.queue import QueueEntry, QueueKey, TaskQueue
 from coord.zk import ZkClient
 from core.settings import Settings
 from db.attempts_worker import Connections, finish_attempt, load_attempt, mark_running
-from db.engine import CHANNEL_TASK, SessionFactory, make_engine, make_session_factory
+from db.engine import SessionFactory, make_engine, make_session_factory
 from db.models import TaskInstance, WorkflowDefinition, WorkflowInstance, WorkflowVersion
+from db.notify import CHANNEL_TASK
 from ops.localserver import free_port, wait_for
 from worker.executor import DB_BACKOFF_S
 from worker.server import WorkerServer
