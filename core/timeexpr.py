@@ -135,11 +135,12 @@ def _instant(expr: str, text: str, t: datetime) -> tuple[datetime, str]:
         return fn(t, _int_arg(expr, args[1]) if len(args) > 1 else 0), args[0]
     if m and m.group(1) in FUNCTIONS:
         raise ValidationError(f"$[{expr}]: {m.group(1)} cannot be nested here")
-    fmt, offset = text, Fraction(0)
+    fmt, offset, absolute = text, Fraction(0), False
     am = _ARITH_RE.match(text)
     if am:
         try:
             fmt, offset = am.group("fmt").rstrip(), arith(am.group("expr"))
+            absolute = "/" in am.group("expr")
         except ValueError as exc:
             raise ValidationError(
                 f"bad arithmetic {am.group('expr').strip()!r} in $[{expr}]: {exc}"
@@ -157,7 +158,7 @@ def _instant(expr: str, text: str, t: datetime) -> tuple[datetime, str]:
             f"$[{expr}]: '+' outside quotes must start day arithmetic (+N, +N/24, +N/24/60);"
             " quote a literal plus as '+'"
         )
-    return add_days_fraction(t, offset), fmt
+    return add_days_fraction(t, offset, absolute), fmt
 
 
 def _evaluate(expr: str, t: datetime) -> str:

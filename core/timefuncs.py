@@ -63,11 +63,12 @@ def shift_seconds(t: datetime, seconds: int) -> datetime:
     return (t.astimezone(UTC) + timedelta(seconds=seconds)).astimezone(t.tzinfo)
 
 
-def add_days_fraction(t: datetime, days: Fraction) -> datetime:
-    """Whole days move the local date (calendar); a fraction of a day (N/24, N/24/60) moves
-    absolute time by that many whole minutes, truncated toward zero as DolphinScheduler does
-    (``+1/7`` is 205 minutes, not 205 min 42.9 s)."""
-    if days.denominator == 1:
+def add_days_fraction(t: datetime, days: Fraction, absolute: bool = False) -> datetime:
+    """Whole days move the local date (calendar); a fraction of a day (N/24, N/24/60), or any
+    count when ``absolute`` (it was written with a '/', e.g. 24/24), moves absolute time by that
+    many whole minutes, truncated toward zero as DolphinScheduler does (``+1/7`` is 205 minutes,
+    not 205 min 42.9 s)."""
+    if days.denominator == 1 and not absolute:
         return shift_days(t, int(days))
     return shift_seconds(t, 60 * int(days * 1440))
 

@@ -108,7 +108,10 @@ def test_dst_days_are_calendar_days_not_24_hours() -> None:
     assert evaluate("yyyyMMdd-1", spring, "Europe/Berlin") == "20260329"
     autumn = datetime(2026, 10, 26, 0, 30, tzinfo=ZoneInfo("UTC"))  # 10-26 01:30 CET
     assert evaluate("yyyy-MM-dd HH:mm:ss-1", autumn, "Europe/Berlin") == "2026-10-25 01:30:00"
-    # hours are absolute: 23 hours before 01:30 CET is 02:30 CET, the repeated hour
+    # hours are absolute: 23 hours before 01:30 CET is 02:30 CET, the repeated hour; a count
+    # written with '/' is absolute even when whole: 24/24 is DolphinScheduler's 24-hour day
+    assert evaluate("yyyyMMdd-24/24", spring, "Europe/Berlin") == "20260328"
+    assert evaluate("yyyy-MM-dd HH:mm:ss-24/24", autumn, "Europe/Berlin") == "2026-10-25 02:30:00"
     assert evaluate("yyyy-MM-dd HH:mm-23/24", autumn, "Europe/Berlin") == "2026-10-25 02:30"
 
 
