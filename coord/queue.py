@@ -1,6 +1,6 @@
 """The ZooKeeper priority queue: fixed-width keys whose string order is dispatch order, batched
-pushes in transactions (bounded by a high-water mark that holds across masters), and a claim that
-is one transaction (delete entry + create lease)."""
+pushes in transactions (bounded by a high-water mark that holds across masters), and the one claim
+transaction (delete entry + create ephemeral lease) with its undo."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kazoo.client import KazooClient
+from kazoo.client import KazooClient, TransactionRequest
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from core.zk_paths import ZkPaths
@@ -62,8 +62,37 @@ class QueueEntry:
     key: QueueKey
 
 
+def claim_transaction(
+    client: KazooClient, paths: ZkPaths, entry: str, task_instance_id: int, lease_data: bytes
+) -> TransactionRequest:
+    """The claim of queue entry ``entry`` (its znode path): delete it and create the attempt's
+    ephemeral lease ``/leases/<id>`` in one transaction, so exactly one claimant can win (a loser
+    finds the entry gone or the lease there). The caller commits it, ``commit_async`` to send a
+    round of claims in one round trip; ``committed`` tells the winner."""
+    txn = client.transaction()
+    txn.delete(entry)
+    txn.create(paths.lease(task_instance_id), lease_data, ephemeral=True)
+    return txn
+
+
+def put_back_transaction(
+    client: KazooClient, paths: ZkPaths, entry: str, task_instance_id: int
+) -> TransactionRequest:
+    """A claim undone (the attempt never started): the entry again and our lease gone."""
+    txn = client.transaction()
+    txn.create(entry, b"")
+    txn.delete(paths.lease(task_instance_id))
+    return txn
+
+
+def committed(results: Iterable[object]) -> bool:
+    """A transaction's results hold no error (kazoo returns the failed operations' errors)."""
+    return not any(isinstance(r, Exception) for r in results)
+
+
 class TaskQueue:
-    """Push and claim queue entries under ``/queue/<group>``; leases under ``/leases/<id>``."""
+    """Push queue entries under ``/queue/<group>`` (workers claim them with
+    ``claim_transaction``); read the queues and the leases under ``/leases/<id>``."""
 
     def __init__(self, client: KazooClient, paths: ZkPaths) -> None:
         self.client = client
@@ -97,7 +126,7 @@ class TaskQueue:
             for e in batch:
                 txn.create(self.paths.queue_entry(e.group, str(e.key)), b"")
             results = txn.commit()
-            if not any(isinstance(r, Exception) for r in results):
+            if committed(results):
                 done += len(batch)
                 continue
             # One entry already existed (a re-push after a crash): fall back to one by one.
@@ -153,7 +182,7 @@ class TaskQueue:
             for k in batch:
                 txn.create(self.paths.queue_entry(group, str(k)), b"")
             results = txn.commit()
-            if not any(isinstance(r, Exception) for r in results):
+            if committed(results):
                 cached = (version + 1, count + len(batch))
                 self._depth[group] = cached
                 done += len(batch)
@@ -170,23 +199,6 @@ class TaskQueue:
                 todo = todo[:done] + exists + rest
                 done += len(exists)
         return todo[:done]
-
-    def claim(self, group: str, key: str, lease_data: bytes) -> bool:
-        """Atomically take ``key``: delete the entry and create our ephemeral lease. Exactly one
-        claimant can win; a loser (entry gone or lease exists) gets False."""
-        task_id = parse_key(key).task_instance_id
-        txn = self.client.transaction()
-        txn.delete(self.paths.queue_entry(group, key))
-        txn.create(self.paths.lease(task_id), lease_data, ephemeral=True)
-        results = txn.commit()
-        return not any(isinstance(r, Exception) for r in results)
-
-    def release(self, task_instance_id: int) -> None:
-        """Drop our lease after the attempt's final state is committed."""
-        try:
-            self.client.delete(self.paths.lease(task_instance_id))
-        except NoNodeError:
-            pass
 
     def remove(self, group: str, key: str) -> bool:
         try:

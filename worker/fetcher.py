@@ -18,7 +18,7 @@ from typing import Any
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
-from coord.queue import parse_key
+from coord.queue import claim_transaction, committed, parse_key, put_back_transaction
 from coord.zk import ZkClient
 from worker import WorkerLog
 
@@ -69,11 +69,13 @@ class QueueFetcher:
         self.worker_id = worker_id
         self.log = WorkerLog(__name__, self.worker_id)
         self._wake = wake
-        self._lock = threading.Lock()
-        # per group: the sorted key list as last read, when, and whether it changed since
+        # per group: the sorted key list as last read, when, and whether it changed since (set
+        # by the watch: the one thing a kazoo callback does here, besides waking the loop)
         self._sorted: dict[str, list[str]] = {g: [] for g in self.groups}
         self._read_at: dict[str, float] = {}
-        self._stale: set[str] = set(self.groups)
+        self._stale: dict[str, threading.Event] = {g: threading.Event() for g in self.groups}
+        for ev in self._stale.values():
+            ev.set()
         self._watchers = {g: partial(self._on_change, g) for g in self.groups}
         self._tried: dict[str, float] = {}
         self._uncertain: list[Claim] = []
@@ -92,11 +94,10 @@ class QueueFetcher:
         self._closed = True
 
     def _on_change(self, group: str, _event: Any) -> None:
-        # kazoo thread: mark and wake, nothing else (the watch is re-armed by the next read)
+        # kazoo thread: set two events, nothing else (the watch is re-armed by the next read)
         if self._closed:
             return
-        with self._lock:
-            self._stale.add(group)
+        self._stale[group].set()
         self._wake.set()
 
     def pending(self) -> int:
@@ -106,14 +107,12 @@ class QueueFetcher:
     def _refresh(self, now: float, timeout: float, force: bool = False) -> None:
         """Re-read the stale groups that need it (``force``: all), arming a one-shot watch with
         each read."""
-        with self._lock:
-            stale = [g for g in self.groups if g in self._stale]
+        stale = [g for g in self.groups if self._stale[g].is_set()]
         for group in stale:
             fresh = now - self._read_at.get(group, -REFRESH_MIN_S) < REFRESH_MIN_S
             if fresh and not force and self._has_untried(group, now):
                 continue  # claim from the cache now; read it again on a later pass
-            with self._lock:
-                self._stale.discard(group)  # a change during the read marks it again
+            self._stale[group].clear()  # a change during the read marks it again
             path = self._paths[group]
             try:
                 try:
@@ -123,8 +122,7 @@ class QueueFetcher:
                     keys = self._read(path, group, timeout)
             except (KazooException, KazooTimeoutError) as exc:
                 self.log.warning("cannot read queue %s: %s", group, exc)
-                with self._lock:
-                    self._stale.add(group)
+                self._stale[group].set()
                 continue
             self._sorted[group] = sorted(keys)
             self._read_at[group] = now
@@ -171,8 +169,7 @@ class QueueFetcher:
                 if len(batch) >= limit - len(out):
                     break
             if not batch:
-                with self._lock:
-                    stale = bool(self._stale)
+                stale = any(ev.is_set() for ev in self._stale.values())
                 if forced or not stale:
                     break
                 forced = True  # the cache ran dry while a queue changed: read it now
@@ -182,7 +179,7 @@ class QueueFetcher:
             interrupted = False
             for group, key, ti_id, result in pending:
                 try:
-                    won = not any(isinstance(r, Exception) for r in result.get(timeout=timeout))
+                    won = committed(result.get(timeout=timeout))
                 except (KazooException, KazooTimeoutError) as exc:
                     self.log.warning("claim of task %d interrupted: %s", ti_id, exc)
                     self._uncertain.append(Claim(group, key, ti_id, epoch))
@@ -197,11 +194,10 @@ class QueueFetcher:
         return out
 
     def _claim_async(self, group: str, key: str, ti_id: int, lease_data: bytes) -> Any:
-        # the transaction of TaskQueue.claim (delete the entry + create our ephemeral lease),
-        # sent without waiting so that a round of claims costs one round trip
-        txn = self.zk.client.transaction()
-        txn.delete(self._entry(group, key))
-        txn.create(self.zk.paths.lease(ti_id), lease_data, ephemeral=True)
+        # the claim transaction, sent without waiting: a round of claims costs one round trip
+        txn = claim_transaction(
+            self.zk.client, self.zk.paths, self._entry(group, key), ti_id, lease_data
+        )
         return txn.commit_async()
 
     def _entry(self, group: str, key: str) -> str:
@@ -243,7 +239,7 @@ class QueueFetcher:
                     )
                     adopted.append(claim)
                 self._uncertain.pop()
-        except Exception as exc:
+        except (KazooException, KazooTimeoutError) as exc:
             self.log.warning("queue bookkeeping failed, will retry: %s", exc)
         return adopted
 
@@ -263,17 +259,16 @@ class QueueFetcher:
                 result.get(block=False)
             except NoNodeError:
                 pass
-            except Exception as exc:
+            except (KazooException, KazooTimeoutError) as exc:
                 self.log.warning("task %d: lease release failed: %s", ti_id, exc)
                 failed.add(ti_id)
         return failed
 
     def _unclaim(self, claim: Claim, timeout: float) -> None:
         client, paths = self.zk.client, self.zk.paths
-        txn = client.transaction()
-        txn.create(self._entry(claim.group, claim.key), b"")
-        txn.delete(paths.lease(claim.task_instance_id))
-        if any(isinstance(r, Exception) for r in txn.commit_async().get(timeout=timeout)):
+        entry = self._entry(claim.group, claim.key)
+        txn = put_back_transaction(client, paths, entry, claim.task_instance_id)
+        if not committed(txn.commit_async().get(timeout=timeout)):
             try:  # the entry was re-pushed meanwhile: just drop our lease
                 client.delete_async(paths.lease(claim.task_instance_id)).get(timeout=timeout)
             except NoNodeError:
