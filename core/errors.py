@@ -79,3 +79,14 @@ class UnknownTaskType(DagkeeperError, LookupError):
     """No implementation is registered (or loadable) for a task type on this node."""
 
     code = "unknown_task_type"
+
+
+class LogRequestError(DagkeeperError):
+    """A request to a worker's log server that cannot be served; ``http_status`` says why (400 a
+    bad parameter, 401 no valid log token, 403 a log outside the log dir, 404 no such log)."""
+
+    code = "log_request"
+
+    def __init__(self, http_status: int, message: str) -> None:
+        super().__init__(message)
+        self.http_status = int(http_status)

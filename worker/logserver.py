@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Engine, text
 
+from core.errors import LogRequestError
 from core.settings import Settings
 from core.tasklogs import LogPathRefused, confined, decode_line, read_window, resolve_token
 from worker import WorkerLog
@@ -29,12 +30,6 @@ MAX_LIMIT = 10000
 FOLLOW_POLL_S = 0.1
 READ_BLOCK = 65536
 MAX_LINE = 1 << 20  # a longer line without a newline is sent in pieces
-
-
-class LogRequestError(Exception):
-    def __init__(self, status: HTTPStatus, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class LogServer:
@@ -138,7 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._get()
         except LogRequestError as exc:
-            self._json(exc.status, {"error": {"code": exc.status.phrase, "message": str(exc)}})
+            status = HTTPStatus(exc.http_status)
+            self._json(status, {"error": {"code": status.phrase, "message": exc.message}})
         except (BrokenPipeError, ConnectionResetError):
             pass  # the reader went away
 

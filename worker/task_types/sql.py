@@ -21,8 +21,6 @@ from db import datasources
 from worker.task_types import TaskType, register, worker_context
 from worker.task_types.runner_common import runner_argv, substitute, task_params, write_request
 
-DEFAULT_MAX_ROWS = 1000
-
 # workdir -> (time, connection JSON with the password) for the spawn that follows prepare; an
 # entry whose spawn never came (cancelled in between) is dropped after PENDING_TTL_S
 _pending: dict[str, tuple[float, bytes]] = {}
