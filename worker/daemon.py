@@ -7,10 +7,10 @@ import signal
 import threading
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
-
+from core.errors import DatabaseUnavailable
 from core.logs import setup_logging
 from core.settings import Settings, get_settings
+from db.engine import db_errors
 from worker.server import WorkerServer
 
 # How often a worker that cannot reach PostgreSQL at start (no epoch, no sweep) tries again.
@@ -54,14 +54,12 @@ def _start(server: WorkerServer, stop_event: threading.Event) -> bool:
     other error (a bad setting, no ZooKeeper), which is logged."""
     while True:
         try:
-            with server.engine.connect() as conn:
+            with db_errors("start"), server.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
             server.start()
             return True
-        except OperationalError as exc:
-            server.log.error(
-                "cannot reach PostgreSQL (%s); retrying start", str(exc.orig or exc).splitlines()[0]
-            )
+        except DatabaseUnavailable as exc:
+            server.log.error("cannot reach PostgreSQL, retrying start: %s", exc.message)
             if stop_event.wait(START_RETRY_S):
                 return False
         except Exception as exc:

@@ -1,49 +1,36 @@
 """Runs leased attempts in a pool of ``capacity`` threads: load the row, spawn, mark RUNNING, stream
-output to the log file, collect setValue outputs, report the final state fenced by the lease token.
+output to the log file, collect setValue outputs, report the final state (``worker.report``).
 ZooKeeper is not touched here: each outcome goes back to the server, which owns the leases."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from enum import StrEnum
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import Engine
 
+from core.errors import DatabaseUnavailable
 from core.settings import Settings
 from core.states import TaskState
-from db.attempts_worker import (
-    Connections,
-    WorkerAttempt,
-    add_timeout_alert,
-    finish_attempt,
-    load_attempt,
-    mark_running,
-)
+from db.attempts_worker import Connections, WorkerAttempt
 from worker import WorkerLog
+from worker import kill as kills
+from worker.attempt import CANCEL_STATE, AttemptHandle, Cancel, Outcome
 from worker.fetcher import Claim
 from worker.guardian import Guardian
 from worker.logship import LogShipper
+from worker.report import Reporter
 from worker.task_types import (
-    TaskType,
     UnknownTaskType,
     configure,
     exit_code_of,
     get_task_type,
-    group_alive,
     kill_process_group,
     pump_output,
 )
-
-T = TypeVar("T")
 
 DB_BACKOFF_S = 1.0  # claiming pauses this long after PostgreSQL was unreachable
 # Variables a task inherits from the worker's environment (never DAGKEEPER_*: it holds secrets).
@@ -53,61 +40,6 @@ INHERITED_ENV = frozenset((
     "JAVA_HOME", "SPARK_HOME", "HADOOP_HOME", "HADOOP_CONF_DIR", "PYSPARK_PYTHON",
 ))
 # fmt: on
-
-
-class Outcome(StrEnum):
-    FINISHED = "FINISHED"  # final state written (or given up to failover): release the lease
-    SKIPPED = "SKIPPED"  # the row was not startable or lost the RUNNING race: release the lease
-    UNCLAIM = "UNCLAIM"  # never started (stopping, PostgreSQL down): put the queue key back
-    FENCED = "FENCED"  # killed while the session was suspended: report once it resumes
-    ABANDONED = "ABANDONED"  # the session was lost with the lease: write nothing
-
-
-class Cancel(StrEnum):
-    SHUTDOWN = "SHUTDOWN"  # the worker stops: NEED_FAULT_TOLERANCE, the master runs it again
-    TIMEOUT = "TIMEOUT"  # spec timeout_s passed: FAILURE
-    KILL = "KILL"  # a user asked: KILL
-    FENCE = "FENCE"  # the session may be expiring: SIGKILL now, report later or never
-
-
-_CANCEL_STATE = {
-    Cancel.SHUTDOWN: TaskState.NEED_FAULT_TOLERANCE.value,
-    Cancel.TIMEOUT: TaskState.FAILURE.value,
-    Cancel.KILL: TaskState.KILL.value,
-    Cancel.FENCE: TaskState.NEED_FAULT_TOLERANCE.value,
-}
-
-
-_CONNECTION_ERRORS = (OperationalError, InterfaceError)
-
-
-class DbUnavailable(Exception):
-    """PostgreSQL did not answer within the report deadline."""
-
-
-@dataclass(eq=False)
-class AttemptHandle:
-    """One leased attempt from claim to outcome; ``lock`` guards proc/cancel/abandoned."""
-
-    claim: Claim
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    future: Future[None] | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    task_type: TaskType | None = None
-    cancel: Cancel | None = None
-    kill_at: float | None = None
-    abandoned: bool = False
-    attempt: WorkerAttempt | None = None
-    running: bool = False
-    state: str | None = None
-    exit_code: int | None = None
-    output: dict[str, str] = field(default_factory=dict)
-    outcome: Outcome | None = None
-    reason: str | None = None
-
-    @property
-    def ti_id(self) -> int:
-        return self.claim.task_instance_id
 
 
 def base_env() -> dict[str, str]:
@@ -123,25 +55,41 @@ class Executor:
         worker_id: str,
         engine: Engine,
         on_done: Callable[[AttemptHandle], None],
+        guardian: Guardian | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.host = settings.worker.host
         self.log = WorkerLog(__name__, self.worker_id)
         self.capacity = settings.worker.capacity
         self.kill_grace_s = settings.worker.kill_grace_s
-        self.report_deadline_s = settings.worker.report_retry_deadline_s
         self.log_root = settings.log_path
         self.exec_root = settings.exec_path
-        self._db_conns = Connections(engine, min(self.capacity, settings.db.pool_size) + 1)
         self._on_done = on_done
         self._env = base_env()
         configure(settings, engine)  # task types: worker context and plugin discovery
         self._log_dirs: set[Path] = set()  # log directories known to exist
         self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix=f"task-{worker_id}")
-        self.db_backoff_until = 0.0
-        self.guardian: Guardian | None = None  # set by the server: kills our groups if we die
+        self.guardian = guardian  # kills our groups if we die
         self.shipper = LogShipper(engine, settings.logs, self.host, self.log)  # logs -> PostgreSQL
         self.shipper.start()
+        size = min(self.capacity, settings.db.pool_size) + 1
+        self.reporter = Reporter(
+            engine,
+            size,
+            worker_id,
+            self.host,
+            settings.worker.report_retry_deadline_s,
+            self.shipper,
+            self.log,
+        )
+
+    @property
+    def _db_conns(self) -> Connections:
+        return self.reporter.conns
+
+    @_db_conns.setter
+    def _db_conns(self, conns: Connections) -> None:  # a test swaps in a dead database
+        self.reporter.conns = conns
 
     def submit(self, claim: Claim) -> AttemptHandle:
         h = AttemptHandle(claim)
@@ -151,7 +99,7 @@ class Executor:
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait)
         self.shipper.close()
-        self._db_conns.close()
+        self.reporter.close()
 
     def log_file(self, att: WorkerAttempt) -> Path:
         return (
@@ -159,37 +107,21 @@ class Executor:
         )
 
     def cancel(self, h: AttemptHandle, reason: Cancel) -> None:
-        """Stop an attempt: SIGTERM now and SIGKILL after kill_grace_s (FENCE: SIGKILL now). An
-        attempt not spawned yet is never spawned."""
-        with h.lock:
-            if h.abandoned or (h.cancel is not None and reason is not Cancel.FENCE):
-                return
-            h.cancel = reason
-            proc, tt = h.proc, h.task_type
-            if proc is None or tt is None:
-                return
-            if reason is Cancel.FENCE:
-                tt.kill(proc)
-            else:
-                tt.terminate(proc)
-                h.kill_at = time.monotonic() + self.kill_grace_s
-        self.log.info("task %d pid %d cancelled (%s)", h.ti_id, proc.pid, reason)
+        """SIGTERM now, SIGKILL after kill_grace_s (FENCE: SIGKILL now); see ``worker.kill``."""
+        kills.cancel(h, reason, self.kill_grace_s, self.log)
 
     def withdraw(self, h: AttemptHandle) -> bool:
-        """Cancel an attempt only if it has not been spawned yet (it is then put back)."""
-        with h.lock:
-            if h.proc is not None or h.cancel is not None or h.abandoned:
-                return False
-            h.cancel = Cancel.SHUTDOWN
-            return True
+        return kills.withdraw(h)
 
     def abandon(self, h: AttemptHandle) -> None:
-        """The lease is gone with the session: SIGKILL the group and never write about it."""
-        with h.lock:
-            h.abandoned = True
-            proc, tt = h.proc, h.task_type
-            if proc is not None and tt is not None:
-                tt.kill(proc)
+        kills.abandon(h)
+
+    def report(self, h: AttemptHandle) -> bool:
+        return self.reporter.report(h)
+
+    def take_db_outage(self) -> DatabaseUnavailable | None:
+        """An outage a runner thread gave up on since the last call (the loop's safe mode)."""
+        return self.reporter.take_outage()
 
     # the runner thread
 
@@ -212,7 +144,7 @@ class Executor:
             return Outcome.ABANDONED
         if not h.running:
             return Outcome.UNCLAIM
-        h.state, h.exit_code = TaskState.FAILURE.value, None
+        h.state, h.exit_code = TaskState.FAILURE, None
         try:
             self.report(h)
         except Exception:
@@ -226,10 +158,8 @@ class Executor:
         if h.cancel is not None:
             return Outcome.UNCLAIM
         try:
-            att = self._db(
-                "load", c.task_instance_id, lambda s: load_attempt(s, c.task_instance_id)
-            )
-        except DbUnavailable:
+            att = self.reporter.load(c.task_instance_id)
+        except DatabaseUnavailable:
             return Outcome.UNCLAIM
         h.attempt = att
         if att is None:
@@ -281,8 +211,8 @@ class Executor:
                 return self._fail_to_start(h, att, str(log_file), logf, f"spawn: {spawn_error}")
             proc = h.proc
             try:
-                ok = self._mark_running(h, proc.pid, str(log_file))
-            except DbUnavailable:
+                ok = self.reporter.mark_running(h, proc.pid, str(log_file))
+            except DatabaseUnavailable:
                 kill_process_group(proc, 0)
                 return Outcome.UNCLAIM
             if not ok:
@@ -296,13 +226,24 @@ class Executor:
                 return Outcome.SKIPPED
             h.running = True
             self.shipper.track(att.id, log_file)
-            self.log.debug("task %d attempt %d RUNNING pid %d", att.id, att.attempt, proc.pid)
+            self.log.debug(
+                "task %d attempt %d %s pid %d", att.id, att.attempt, TaskState.RUNNING, proc.pid
+            )
             collector = tt.output_collector()
-            pump_output(proc, logf, collector, self._watchdog(h, tt, logf, att.spec))
+            tick = kills.watchdog(
+                h,
+                tt,
+                logf,
+                att.spec,
+                on_timeout=lambda x: self.cancel(x, Cancel.TIMEOUT),
+                alert=self.reporter.timeout_alert,
+                log=self.log,
+            )
+            pump_output(proc, logf, collector, tick)
             if h.cancel is not None:
-                self._finish_kill(h, tt, proc)
+                kills.finish_kill(h, tt, proc)
             if h.cancel is not None and h.cancel is not Cancel.TIMEOUT:
-                logf.write(f"[dagkeeper] stopped by the worker ({h.cancel.value})\n".encode())
+                logf.write(f"[dagkeeper] stopped by the worker ({h.cancel.name})\n".encode())
         with h.lock:
             cancel, abandoned = h.cancel, h.abandoned
         if abandoned:
@@ -310,9 +251,9 @@ class Executor:
         h.exit_code = exit_code_of(proc.returncode)
         h.output = collector.values
         if cancel is Cancel.FENCE or cancel is Cancel.TIMEOUT or (cancel and proc.returncode):
-            h.state = _CANCEL_STATE[cancel]  # (a task that exited 0 anyway keeps its SUCCESS)
+            h.state = CANCEL_STATE[cancel]  # (a task that exited 0 anyway keeps its SUCCESS)
         else:
-            h.state = TaskState.SUCCESS.value if proc.returncode == 0 else TaskState.FAILURE.value
+            h.state = TaskState.SUCCESS if proc.returncode == 0 else TaskState.FAILURE
         if cancel is Cancel.FENCE:
             return Outcome.FENCED
         self.report(h)
@@ -326,14 +267,14 @@ class Executor:
         if logf is not None:
             logf.write(f"[dagkeeper] cannot start the task: {why}\n".encode())
         try:
-            ok = self._mark_running(h, None, log_path)
-        except DbUnavailable:
+            ok = self.reporter.mark_running(h, None, log_path)
+        except DatabaseUnavailable:
             return Outcome.UNCLAIM
         if not ok:
             return Outcome.SKIPPED
         h.running = True
         self.shipper.track(att.id, Path(log_path))
-        h.state, h.exit_code = TaskState.FAILURE.value, None
+        h.state, h.exit_code = TaskState.FAILURE, None
         self.report(h)
         return Outcome.FINISHED
 
@@ -352,131 +293,3 @@ class Executor:
             DAGKEEPER_WORKDIR=str(workdir),
         )
         return env
-
-    def _finish_kill(self, h: AttemptHandle, tt: TaskType, proc: subprocess.Popen[bytes]) -> None:
-        """The leader is dead but members of its group may ignore SIGTERM: SIGKILL them when the
-        grace runs out."""
-        while h.kill_at is not None and time.monotonic() < h.kill_at and group_alive(proc.pid):
-            time.sleep(0.05)
-        h.kill_at = None
-        tt.kill(proc)
-
-    def _watchdog(
-        self, h: AttemptHandle, tt: TaskType, logf: IO[bytes], spec: dict[str, object]
-    ) -> Callable[[float], float | None]:
-        """The pump's tick: enforce the spec's timeout (``timeout_strategy`` FAILED: kill, the
-        attempt fails; WARN: one TASK_TIMEOUT alert, it goes on; WARN_FAILED: both) and a
-        cancel's SIGKILL escalation."""
-        timeout_s = spec.get("timeout_s")
-        strategy = str(spec.get("timeout_strategy") or "FAILED")
-        deadline: float | None = None
-        if isinstance(timeout_s, int | float) and timeout_s > 0:
-            deadline = time.monotonic() + float(timeout_s)
-
-        def tick(now: float) -> float | None:
-            nonlocal deadline
-            if deadline is not None and now >= deadline:
-                deadline = None
-                assert isinstance(timeout_s, int | float)
-                if strategy in ("WARN", "WARN_FAILED"):
-                    self._timeout_alert(h, float(timeout_s), strategy)
-                if strategy == "WARN":
-                    logf.write(f"[dagkeeper] running past its timeout of {timeout_s}s\n".encode())
-                    self.log.warning("task %d ran past its timeout of %ss", h.ti_id, timeout_s)
-                else:
-                    logf.write(f"[dagkeeper] timed out after {timeout_s}s; killing\n".encode())
-                    self.log.warning("task %d timed out after %ss", h.ti_id, timeout_s)
-                    h.reason = f"timed out after {timeout_s}s ({strategy})"
-                    self.cancel(h, Cancel.TIMEOUT)
-            kill_at = h.kill_at
-            if kill_at is not None and now >= kill_at and h.proc is not None:
-                h.kill_at = None
-                tt.kill(h.proc)
-            due = [t for t in (deadline, h.kill_at) if t is not None]
-            return min(due) if due else None
-
-        return tick
-
-    # PostgreSQL
-
-    def _timeout_alert(self, h: AttemptHandle, timeout_s: float, strategy: str) -> None:
-        try:
-            self._db(
-                "timeout alert",
-                h.ti_id,
-                lambda s: add_timeout_alert(
-                    s, h.ti_id, lease_token=h.claim.epoch, timeout_s=timeout_s, strategy=strategy
-                ),
-            )
-        except DbUnavailable:
-            self.log.error("task %d: cannot write its timeout alert", h.ti_id)
-
-    def _mark_running(self, h: AttemptHandle, pid: int | None, log_path: str) -> bool:
-        def write(s: Connection) -> bool:
-            return mark_running(
-                s,
-                h.ti_id,
-                host=self.host,
-                worker_id=self.worker_id,
-                lease_token=h.claim.epoch,
-                pid=pid,
-                log_path=log_path,
-            )
-
-        return self._db("mark RUNNING", h.ti_id, write)
-
-    def report(self, h: AttemptHandle) -> bool:
-        """Write the attempt's final state with its lease token; False if stale or unreachable.
-        The rest of its log is shipped first (one INSERT shared with whatever else is due)."""
-        state = h.state or TaskState.FAILURE.value
-        if not self.shipper.flush(h.ti_id, min(self.report_deadline_s / 2, 2.0)):
-            self.log.warning("task %d: the end of its log is not in PostgreSQL yet", h.ti_id)
-        try:
-            ok = self._db(
-                "finish",
-                h.ti_id,
-                lambda s: finish_attempt(
-                    s,
-                    h.ti_id,
-                    lease_token=h.claim.epoch,
-                    state=state,
-                    exit_code=h.exit_code,
-                    output=h.output,
-                    reason=h.reason,
-                ),
-            )
-        except DbUnavailable:
-            self.log.error("task %d: cannot report %s; leaving it to failover", h.ti_id, state)
-            return False
-        if ok:
-            att = h.attempt
-            where = f"attempt {att.attempt} of instance {att.workflow_instance_id}" if att else ""
-            self.log.info("task %d %s %s exit %s", h.ti_id, where, state, h.exit_code)
-        else:
-            self.log.warning(
-                "task %d: token %d is stale or the attempt moved on; %s discarded",
-                h.ti_id,
-                h.claim.epoch,
-                state,
-            )
-        return ok
-
-    def _db(self, what: str, ti_id: int, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` (one autocommit statement), retrying connection failures until the
-        deadline; then raise DbUnavailable and pause claiming for a moment."""
-        deadline = time.monotonic() + self.report_deadline_s
-        delay = 0.05
-        while True:
-            try:
-                with self._db_conns.connection() as s:
-                    return fn(s)
-            except DBAPIError as exc:
-                if not (exc.connection_invalidated or isinstance(exc, _CONNECTION_ERRORS)):
-                    raise
-                if time.monotonic() + delay >= deadline:
-                    self.db_backoff_until = time.monotonic() + DB_BACKOFF_S
-                    self.log.error("task %d: %s failed: %s", ti_id, what, exc)
-                    raise DbUnavailable(str(exc)) from exc
-                self.log.warning("task %d: %s failed, retrying: %s", ti_id, what, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)

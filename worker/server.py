@@ -1,40 +1,49 @@
-"""The worker server: registers under every group it serves, claims within its capacity, owns the
-leases, acts on kill requests, and handles its ZooKeeper session (suspended: stop claiming; lost:
-kill every task, forget its leases, re-register with a new epoch). A guardian process kills its
-task groups if it dies; at start it sweeps groups that outlived an earlier worker on this host."""
+"""The worker server: its lifecycle (start, the serve loop, a graceful stop) and ``run_once``, one
+pass of the loop returning a ``Pass``; an outage of ZooKeeper or PostgreSQL ends a pass and puts
+the worker into its safe mode (no claims for a moment). Session handling: ``worker.session``."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import os
-import queue
 import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as wait_futures
+from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine
 
-from coord.zk import SESSION_CONNECTED, SESSION_LOST, SESSION_SUSPENDED, ZkClient
+from coord.zk import ZkClient, zk_errors
+from core.errors import CoordinationUnavailable, DatabaseUnavailable
 from core.settings import Settings
-from db.engine import make_engine
-from db.epochs import next_epoch
+from db.engine import db_errors, make_engine
 from worker import WorkerLog
-from worker.executor import AttemptHandle, Cancel, Executor, Outcome
-from worker.fetcher import QueueFetcher
+from worker.attempt import AttemptHandle, Cancel
+from worker.executor import DB_BACKOFF_S, Executor
 from worker.guardian import Guardian
 from worker.heartbeat import Heartbeat
+from worker.inflight import InFlight
 from worker.logserver import LogServer
-from worker.orphans import sweep
-from worker.signals import SignalInbox
+from worker.loop import ClaimView, Pass, SafeMode, claim_limit, claimed_reason
+from worker.ports import AttemptRunner, Clock, Connect, ProcessGuardian
+from worker.registration import ZkSession
+from worker.session import RECONNECT_BACKOFF_S, SessionKeeper
 
 DEFAULT_STOP_GRACE_S = 10.0  # how long a graceful stop lets running tasks finish
-RECONNECT_BACKOFF_S = 1.0
 GUARDIAN_GRACE_S = 0.5  # SIGTERM-to-SIGKILL grace of the guardian and the sweep (at most)
 _seq = itertools.count(1)
+
+
+class Lifecycle(StrEnum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
 
 
 def default_worker_id(host: str) -> str:
@@ -45,13 +54,19 @@ def default_worker_id(host: str) -> str:
 
 
 class WorkerServer:
-    """One worker: ``start()``, then ``run_once()`` or ``serve_forever()``, then ``stop()``."""
+    """One worker: ``start()``, then ``run_once()`` or ``serve_forever()``, then ``stop()``. The
+    keyword-only parts replace the real ones (unit tests pass ``tests/fakes``)."""
 
     def __init__(
         self,
         settings: Settings,
         worker_id: str | None = None,
         engine: Engine | None = None,
+        *,
+        executor: AttemptRunner | None = None,
+        connect: Connect | None = None,
+        guardian: ProcessGuardian | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id or default_worker_id(settings.worker.host)
@@ -63,57 +78,58 @@ class WorkerServer:
         self.engine = engine or make_engine(
             settings.db, pool_size=min(self.capacity, settings.db.pool_size) + 1
         )
+        self._clock = clock
         self._wake = threading.Event()
         self._hurry = threading.Event()
         self._lock = threading.RLock()
-        self._done: queue.SimpleQueue[AttemptHandle] = queue.SimpleQueue()
-        self.executor = Executor(settings, self.worker_id, self.engine, self._on_done)
-        grace = min(settings.worker.kill_grace_s, GUARDIAN_GRACE_S)
-        self.guardian = Guardian(self.worker_id, grace, self.log)
-        self.executor.guardian = self.guardian
-        self.logserver: LogServer | None = None
-        if settings.logs.server_enabled:
-            self.logserver = LogServer(settings, self.engine, self.executor.shipper, self.worker_id)
-        self.zk: ZkClient | None = None
-        self._fetcher: QueueFetcher | None = None
-        self._inbox: SignalInbox | None = None
-        self.epoch = 0
-        self._lease_data = b""
-        self._reg_paths: list[str] = []
-        self._inflight: dict[int, AttemptHandle] = {}
-        self._fenced: list[AttemptHandle] = []
-        self._claiming = False
-        self._suspended_since: float | None = None
-        self._beat = Heartbeat(settings.worker.heartbeat_interval_s, settings.zk.session_timeout_s)
-        self._zk_wait_s = settings.zk.session_timeout_s / 4  # longest wait for one answer
-        self._next_connect = 0.0
-        self._state = "new"  # new -> running -> stopping -> stopped
-        self.start_time = time.time()
         self.stats: Counter[str] = Counter()
+        grace = min(settings.worker.kill_grace_s, GUARDIAN_GRACE_S)
+        self.guardian = guardian or Guardian(self.worker_id, grace, self.log)
+        self.executor = executor or Executor(
+            settings,
+            self.worker_id,
+            self.engine,
+            self._on_done,
+            guardian=self.guardian if isinstance(self.guardian, Guardian) else None,
+        )
+        self.inflight = InFlight(self.executor, self.stats, self.log)
+        self.logserver: LogServer | None = None
+        if settings.logs.server_enabled and isinstance(self.executor, Executor):
+            self.logserver = LogServer(settings, self.engine, self.executor.shipper, self.worker_id)
+        beat = Heartbeat(settings.worker.heartbeat_interval_s, settings.zk.session_timeout_s, clock)
+        open_session = connect or partial(
+            ZkSession.open, settings.zk, self.engine, self.worker_id, self.host, self.groups
+        )
+        self.keeper = SessionKeeper(open_session, beat, clock, self.log)
+        self.safe = SafeMode()
+        self._zk_wait_s = settings.zk.session_timeout_s / 4  # longest wait for one answer
+        self._state = Lifecycle.NEW
+        self.start_time = time.time()
 
     # lifecycle
 
     def start(self) -> None:
         """Connect, register under every group, start the queue watches. Raises
-        CoordinationUnavailable when ZooKeeper cannot be reached."""
+        CoordinationUnavailable or DatabaseUnavailable when either cannot be reached."""
         with self._lock:
-            if self._state != "new":
+            if self._state is not Lifecycle.NEW:
                 raise RuntimeError(f"worker {self.worker_id} is {self._state}")
             self.settings.log_path.mkdir(parents=True, exist_ok=True)
             self.settings.exec_path.mkdir(parents=True, exist_ok=True)
-            self._state = "running"
+            self._state = Lifecycle.RUNNING
             try:
                 self.guardian.start()
                 if self.logserver is not None:
                     self.logserver.start()  # before registering: its address is published
-                self._connect()
+                self.keeper.open(self._wake, self._registration)
             except BaseException:
-                self._state = "new"
+                self._state = Lifecycle.NEW
                 self.guardian.close()
                 if self.logserver is not None:
                     self.logserver.close()
                 raise
-            self._sweep()
+            killed = self.keeper.sweep(set(self.inflight.held), self.guardian.grace_s)
+            self.stats["orphans_killed"] += killed
         self.log.info(
             "started on %s, groups %s, capacity %d, epoch %d",
             self.host,
@@ -131,61 +147,85 @@ class WorkerServer:
         self._wake.set()
 
     def serve_forever(self, stop_event: threading.Event, poll_s: float = 0.5) -> None:
-        while not stop_event.is_set() and self._state == "running":
-            try:
-                self.run_once(timeout=poll_s)
-            except Exception:
-                self.log.exception("error in the claim loop")
-                stop_event.wait(RECONNECT_BACKOFF_S)
+        while not stop_event.is_set() and self._state is Lifecycle.RUNNING:
+            self.serve_once(poll_s)
 
-    def run_once(self, timeout: float = 0.0) -> int:
-        """Wait up to ``timeout`` for something to happen, then one pass: session events, finished
-        attempts, lease releases, one claim pass. Returns the number of attempts claimed."""
+    def serve_once(self, timeout: float = 0.0) -> Pass:
+        """One turn of ``serve_forever``: ``run_once``, where an outage of ZooKeeper or PostgreSQL
+        (one exception each) is caught, the one place it is, and puts the worker into its safe
+        mode: no claims for a moment; sessions, outcomes and the fence are handled meanwhile."""
+        try:
+            return self.run_once(timeout)
+        except CoordinationUnavailable as exc:
+            return self._enter_safe_mode(exc.message, RECONNECT_BACKOFF_S)
+        except DatabaseUnavailable as exc:
+            return self._enter_safe_mode(exc.message, DB_BACKOFF_S)
+        except Exception as exc:  # a bug: say so with its traceback, and keep the tasks going
+            self.log.exception("unexpected error in a pass")
+            return self._enter_safe_mode(f"unexpected error: {exc!r}", RECONNECT_BACKOFF_S)
+
+    def run_once(self, timeout: float = 0.0) -> Pass:
+        """Wait up to ``timeout`` for something to happen, then one pass: session events,
+        finished attempts, kill requests, the self-fence, registering again after a lost
+        session, lease bookkeeping, the heartbeat, one claim pass. Raises
+        CoordinationUnavailable or DatabaseUnavailable (see ``serve_once``)."""
         if timeout > 0:
             self._wake.wait(self._wait_s(timeout))
         with self._lock:
-            if self._state != "running":
-                return 0
+            if self._state is not Lifecycle.RUNNING:
+                return Pass(reason=f"not running ({self._state})")
             self._wake.clear()
-            self._session_events()
-            self._process_done()
-            self._handle_signals()
-            self._check_fence()
-            self._maybe_reconnect()
-            self._flush_zk()
-            self._heartbeat()
-            return self._claim_pass()
+            events: list[str] = []
+            with zk_errors("pass"), db_errors("pass"):
+                abandoned = self._session_lost() if self.keeper.poll_events(events) else 0
+                finished = self._finish()
+                killed = self._handle_signals() + self._check_fence(events)
+                self._reconnect(events)
+                self._flush_zk(events)
+                self._heartbeat()
+                outage = self.executor.take_db_outage()
+                if outage is not None:
+                    raise outage
+                claimed, reason = self._claim_pass(events)
+        done = Pass(
+            claimed, finished, killed, abandoned, tuple(events), "; ".join([*events, reason])
+        )
+        if done.acted:
+            self.log.info("pass: %s", done.reason)
+        else:
+            self.log.debug("pass: %s", done.reason)
+        return done
 
     def stop(self, grace: float | None = None) -> None:
         """Stop claiming, let running attempts finish for up to ``grace`` seconds, kill the rest
         (reported NEED_FAULT_TOLERANCE), put unstarted claims back on the queue, deregister."""
         grace = DEFAULT_STOP_GRACE_S if grace is None else grace
         with self._lock:
-            if self._state == "stopped":
+            if self._state is Lifecycle.STOPPED:
                 return
             was = self._state
-            self._state = "stopping"
-            self._claiming = False
-            for h in self._inflight.values():
-                self.executor.withdraw(h)
+            self._state = Lifecycle.STOPPING
+            self.inflight.withdraw_all()
         self._wake.set()
-        if was == "running":
-            self.log.info("stopping, %d tasks running, grace %.1fs", len(self._inflight), grace)
+        if was is Lifecycle.RUNNING:
+            held = len(self.inflight.held)
+            self.log.info("stopping, %d tasks running, grace %.1fs", held, grace)
             self._wait_inflight(time.monotonic() + grace, hurry=True)
             with self._lock:
-                for h in self._inflight.values():
-                    self.executor.cancel(h, Cancel.SHUTDOWN)
+                self.inflight.cancel_all(Cancel.SHUTDOWN)
             limit = self.settings.worker.kill_grace_s + self.settings.worker.report_retry_deadline_s
             self._wait_inflight(time.monotonic() + limit + 5.0, hurry=False)
         with self._lock:
-            self._process_done()
-            self._resume_fenced()
-            self._flush_zk()
-            self._flush_zk(wait_s=self.settings.zk.session_timeout_s / 2)
-            if self._inbox is not None and self._session_ok():
-                self._inbox.remove_all()
-            self._teardown_zk()
-            self._state = "stopped"
+            self._finish()
+            session = self.keeper.session
+            if session is not None and self._session_ok():
+                self.inflight.resume_fenced(session.fetcher)
+            self._flush_zk([])
+            self._flush_zk([], wait_s=self.settings.zk.session_timeout_s / 2)
+            if session is not None and self._session_ok():
+                session.inbox.remove_all()
+            self.keeper.close()
+            self._state = Lifecycle.STOPPED
         self.guardian.close()
         self.executor.shutdown(wait=False)
         if self.logserver is not None:
@@ -197,9 +237,10 @@ class WorkerServer:
     def _wait_inflight(self, deadline: float, hurry: bool) -> None:
         while True:
             with self._lock:
-                self._process_done()
-                self._flush_zk()
-                pending = [h.future for h in self._inflight.values() if h.future is not None]
+                self._finish()
+                self._flush_zk([])
+                held = self.inflight.held.values()
+                pending = [h.future for h in held if h.future is not None]
             left = deadline - time.monotonic()
             if not pending or left <= 0 or (hurry and self._hurry.is_set()):
                 return
@@ -208,7 +249,7 @@ class WorkerServer:
     def kill_task(self, task_instance_id: int) -> bool:
         """Kill a running attempt (SIGTERM, SIGKILL after the grace); it is reported KILL."""
         with self._lock:
-            h = self._inflight.get(task_instance_id)
+            h = self.inflight.held.get(task_instance_id)
             if h is not None:
                 self.executor.cancel(h, Cancel.KILL)
             return h is not None
@@ -217,35 +258,31 @@ class WorkerServer:
     def running(self) -> list[int]:
         """Task instance ids this worker holds right now."""
         with self._lock:
-            return sorted(self._inflight)
+            return sorted(self.inflight.held)
+
+    @property
+    def zk(self) -> ZkClient | None:
+        session = self.keeper.session
+        return session.zk if session is not None else None
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the current registration (the last one while there is none)."""
+        return self.keeper.epoch
 
     @property
     def registration_paths(self) -> list[str]:
-        return list(self._reg_paths)
+        return list(self.keeper.registration_paths)
 
-    # ZooKeeper session
+    # the steps of a pass
 
-    def _connect(self) -> None:
-        zk = ZkClient(self.settings.zk, name=f"worker {self.worker_id}")
-        zk.client.add_listener(self._on_zk_state)
-        try:
-            zk.start()
-            epoch = self._register(zk)
-            fetcher = QueueFetcher(zk, self.groups, self._wake, self.worker_id, self.host)
-            fetcher.start()
-            inbox = SignalInbox(zk, self.worker_id, self._wake)
-            inbox.start()
-        except BaseException:
-            zk.stop()
-            raise
-        self.zk, self._fetcher, self._inbox, self.epoch = zk, fetcher, inbox, epoch
-        self._lease_data = json.dumps(
-            {"worker": self.worker_id, "epoch": epoch, "host": self.host}
-        ).encode()
-        self._claiming = self._state == "running"
-        self._suspended_since = None
-        self._beat.reset()
-        self._wake.set()
+    def _enter_safe_mode(self, reason: str, hold_s: float) -> Pass:
+        self.stats["safe_mode"] += 1
+        if self.safe.enter(reason, self._clock(), hold_s):  # new, or not said for a while
+            self.log.warning("safe mode, not claiming for %.1fs: %s", hold_s, reason)
+        else:
+            self.log.debug("safe mode goes on: %s", reason)
+        return Pass(events=(f"safe mode: {reason}",), reason=f"safe mode, not claiming: {reason}")
 
     def _registration(self) -> dict[str, Any]:
         return {
@@ -253,210 +290,102 @@ class WorkerServer:
             "pid": os.getpid(),
             "start_time": self.start_time,
             "capacity": self.capacity,
-            "load": len(self._inflight),
+            "load": len(self.inflight.held),
             "groups": self.groups,
             "worker_id": self.worker_id,
             "log_server": self.logserver.url if self.logserver is not None else "",
         }
 
-    def _register(self, zk: ZkClient) -> int:
-        """Take a new epoch from PostgreSQL (it is also the lease token of every claim of this
-        registration, unique for ever, even across a wiped ZooKeeper) and register under every
-        group with it. Raises without PostgreSQL; ``_maybe_reconnect`` tries again."""
-        paths = [zk.paths.worker(g, self.worker_id) for g in self.groups]
-        epoch = next_epoch(self.engine)
-        data = self._registration()
-        for path in paths:
-            zk.register(path, data, epoch)
-        self._reg_paths = paths
-        return epoch
-
-    def _teardown_zk(self) -> None:
-        if self._fetcher is not None:
-            self._fetcher.close()
-        if self._inbox is not None:
-            self._inbox.close()
-        if self.zk is not None:
-            self.zk.stop()  # closing the session removes our registrations and leases
-        self.zk, self._fetcher, self._inbox = None, None, None
-        self._claiming = False
-        self._suspended_since = None
-
-    def _on_zk_state(self, _state: str) -> None:
-        self._wake.set()  # kazoo thread: never block
+    def _finish(self) -> int:
+        session = self.keeper.session
+        return self.inflight.finish(session.fetcher if session else None, self._session_ok())
 
     def _on_done(self, h: AttemptHandle) -> None:
-        self._done.put(h)  # runner thread
+        self.inflight.on_done(h)  # runner thread
         self._wake.set()
 
     def _session_ok(self) -> bool:
-        return (
-            self.zk is not None
-            and self.zk.connected.is_set()
-            and self._suspended_since is None
-            and self._beat.in_contact(time.monotonic())
-        )
+        return not self.keeper.problem(self._clock())
 
-    def _session_events(self) -> None:
-        zk = self.zk
-        while zk is not None:
-            try:
-                event = zk.events.get_nowait()
-            except queue.Empty:
-                return
-            if event == SESSION_SUSPENDED and self._suspended_since is None:
-                self.log.warning(
-                    "ZooKeeper connection suspended (epoch %d); claiming paused", self.epoch
-                )
-                self._suspended_since = time.monotonic()
-                self._claiming = False
-            elif event == SESSION_CONNECTED and self._suspended_since is not None:
-                self.log.info("ZooKeeper session resumed (epoch %d)", self.epoch)
-                self._suspended_since = None
-                self._claiming = self._state == "running"
-            elif event == SESSION_LOST:
-                self._session_lost()
-                return
+    def _wait_s(self, timeout: float) -> float:
+        now = self._clock()
+        left = self.keeper.wait_s(timeout, bool(self.inflight.held), now)
+        safe_left = self.safe.left_s(now)
+        return min(left, safe_left) if safe_left > 0 else left
 
-    def _session_lost(self) -> None:
-        self.log.error(
-            "ZooKeeper session lost (epoch %d); killing %d tasks, re-registering",
-            self.epoch,
-            len(self._inflight),
-        )
-        for h in self._inflight.values():
-            self.executor.abandon(h)
-        self.stats["abandoned"] += len(self._inflight)
-        self.stats["sessions_lost"] += 1
-        self._inflight.clear()
-        self._fenced.clear()
-        self._teardown_zk()
-        self._next_connect = 0.0
+    def _handle_signals(self) -> int:
+        session = self.keeper.session
+        if session is None or not self._session_ok():
+            return 0
+        return self.inflight.kill_requested(session.inbox)
 
-    def _maybe_reconnect(self) -> None:
-        if self.zk is not None or time.monotonic() < self._next_connect:
-            return
-        try:
-            self._connect()
-        except Exception as exc:
-            self.log.error("cannot re-register: %s", exc)
-            self._next_connect = time.monotonic() + RECONNECT_BACKOFF_S
-            return
-        self.log.info("re-registered with epoch %d", self.epoch)
-
-    def _check_fence(self) -> None:
-        now = time.monotonic()
-        if self.zk is None or not self._beat.fence_now(now):
-            return
+    def _check_fence(self, events: list[str]) -> int:
+        silent = self.keeper.fence_due(self._clock())
+        if silent is None:
+            return 0
+        n = len(self.inflight.held)
         self.log.error(
             "no answer from ZooKeeper for %.1fs (epoch %d); killing %d tasks before the session "
             "can expire",
-            now - self._beat.last_contact,
+            silent,
             self.epoch,
-            len(self._inflight),
+            n,
         )
-        for h in self._inflight.values():
-            self.executor.cancel(h, Cancel.FENCE)
+        events.append(f"fenced {n} attempts after {silent:.1f}s without an answer from ZooKeeper")
+        return self.inflight.cancel_all(Cancel.FENCE)
 
-    def _wait_s(self, timeout: float) -> float:
-        return self._beat.wait_s(timeout, bool(self._inflight))
+    def _session_lost(self) -> int:
+        self.log.error(
+            "ZooKeeper session lost (epoch %d); killing %d tasks, re-registering",
+            self.epoch,
+            len(self.inflight.held),
+        )
+        abandoned = self.inflight.abandon_all()
+        self.stats["sessions_lost"] += 1
+        self.keeper.lost()
+        return abandoned
 
-    # attempts
-
-    def _sweep(self) -> None:
-        """Kill task groups on this host that outlived their worker (see ``worker.orphans``)."""
-        if self.zk is None:
+    def _reconnect(self, events: list[str]) -> None:
+        """Register again after a lost session (at most every RECONNECT_BACKOFF_S)."""
+        if not self.keeper.reconnect_due(self._clock()):
             return
         try:
-            killed = sweep(
-                self.engine,
-                self.zk,
-                self.host,
-                set(self._inflight),
-                self.guardian.grace_s,
-                self.log,
-            )
-        except Exception as exc:
-            self.log.warning("start-up sweep of orphaned task groups failed: %s", exc)
-            return
-        self.stats["orphans_killed"] += len(killed)
+            self.keeper.open(self._wake, self._registration)
+        except BaseException as exc:
+            self.keeper.next_connect = self._clock() + RECONNECT_BACKOFF_S
+            if isinstance(exc, CoordinationUnavailable | DatabaseUnavailable):
+                raise type(exc)(f"cannot re-register: {exc.message}") from exc
+            raise
+        self.log.info("re-registered with epoch %d", self.epoch)
+        events.append(f"re-registered with epoch {self.epoch}")
 
-    def _handle_signals(self) -> None:
-        """Kill requests: an attempt we hold is cancelled (SIGTERM, SIGKILL after the grace;
-        reported KILL); every request is then deleted."""
-        if self._inbox is not None and self._session_ok():
-            for h in self._inbox.handle(self._inflight, self.log):
-                self.executor.cancel(h, Cancel.KILL)
-                self.stats["kill_requests"] += 1
-
-    def _process_done(self) -> None:
-        while True:
-            try:
-                h = self._done.get_nowait()
-            except queue.Empty:
-                break
-            if self._inflight.get(h.ti_id) is not h:
-                continue  # abandoned with a lost session: its lease is gone already
-            del self._inflight[h.ti_id]
-            outcome = h.outcome or Outcome.FINISHED
-            self.stats[outcome.value.lower()] += 1
-            if h.state and outcome is Outcome.FINISHED:
-                self.stats[h.state] += 1
-            fetcher = self._fetcher  # None only once the session is gone, leases with it
-            if fetcher and outcome in (Outcome.FINISHED, Outcome.SKIPPED):
-                fetcher.release_later(h.ti_id)
-            elif fetcher and outcome is Outcome.UNCLAIM:
-                fetcher.put_back_later(h.claim)
-            elif outcome is Outcome.FENCED:
-                self._fenced.append(h)
-        # a fenced attempt whose session survived: our token is still good, report it
-        if self._fenced and self._session_ok():
-            self._resume_fenced()
-
-    def _resume_fenced(self) -> None:
-        fetcher = self._fetcher
-        if fetcher is None or not self._session_ok():
-            return
-        for h in self._fenced:
-            self.executor.report(h)
-            fetcher.release_later(h.ti_id)
-        self._fenced.clear()
-
-    def _flush_zk(self, wait_s: float = 0.0) -> None:
-        if self._fetcher is not None and self._session_ok():
-            for claim in self._fetcher.flush(self._inflight, self._zk_wait_s, wait_s):
-                self._inflight[claim.task_instance_id] = self.executor.submit(claim)
+    def _flush_zk(self, events: list[str], wait_s: float = 0.0) -> None:
+        session = self.keeper.session
+        if session is not None and self._session_ok():
+            adopted = self.inflight.flush(session.fetcher, self._zk_wait_s, wait_s)
+            if adopted:
+                events.append(f"adopted {adopted} interrupted claims")
 
     def _heartbeat(self) -> None:
-        """Publish the load if it changed, else read our znode; answers refresh the fence."""
-        zk = self.zk
-        if zk is None or not self._reg_paths:
-            return
-
         def body() -> bytes:
             return json.dumps(self._registration() | {"epoch": self.epoch}).encode()
 
-        try:
-            self._beat.beat(
-                zk, self._reg_paths, len(self._inflight), body if self._session_ok() else None
-            )
-        except Exception as exc:
-            self.log.warning("heartbeat failed: %s", exc)
+        self.keeper.heartbeat(len(self.inflight.held), body if self._session_ok() else None)
 
-    def _claim_pass(self) -> int:
-        fetcher = self._fetcher
-        if not self._claiming or fetcher is None or not self._session_ok():
-            return 0
-        if time.monotonic() < self.executor.db_backoff_until:
-            return 0
-        free = self.capacity - len(self._inflight)
-        if free <= 0:
-            return 0
-        # a short wait per claim: the loop must stay free to fence (an unanswered claim is
-        # checked on a later pass)
-        claims = fetcher.claim(free, self._lease_data, self.epoch, self._zk_wait_s)
-        for c in claims:
-            self._inflight[c.task_instance_id] = self.executor.submit(c)
-            self.log.debug("claimed task %d from %s", c.task_instance_id, c.group)
-        self.stats["claimed"] += len(claims)
-        return len(claims)
+    def _claim_pass(self, events: list[str]) -> tuple[int, str]:
+        now = self._clock()
+        over = self.safe.leave_if_over(now)
+        if over is not None:
+            self.log.info("safe mode over (%s); claiming again", over)
+            events.append("safe mode over")
+        view = ClaimView(
+            self.capacity, len(self.inflight.held), self.keeper.problem(now), self.safe.active(now)
+        )
+        limit, reason = claim_limit(view)
+        session = self.keeper.session
+        if limit <= 0 or session is None:
+            return 0, reason
+        claimed = self.inflight.claim(
+            session.fetcher, limit, session.lease_data, session.epoch, self._zk_wait_s
+        )
+        return claimed, claimed_reason(limit, claimed)

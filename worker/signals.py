@@ -1,10 +1,11 @@
-"""The worker's inbox of requests from masters and the API (``common.signals``): one long-lived
-children watch on ``<signals>/<worker id>``; the claim loop takes what is new, acts on it and
-deletes each request znode (requests about attempts it does not hold are deleted too)."""
+"""The worker's inbox of requests from masters and the API (``coord.signals``): one long-lived
+children watch on ``<signals>/<worker id>`` that queues each new list; the claim loop takes what
+is new, acts on it and deletes each request znode (those about attempts not held here too)."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ class SignalInbox:
         self.zk = zk
         self.path = zk.paths.signals(worker_id)
         self._wake = wake
-        self._lock = threading.Lock()
+        self._lists: queue.SimpleQueue[list[str]] = queue.SimpleQueue()  # from the watch
         self._pending: list[str] = []
         self._handled: dict[str, float] = {}
         self._closed = False
@@ -38,18 +39,21 @@ class SignalInbox:
         self._closed = True
 
     def _on_children(self, children: list[str]) -> None:
-        # kazoo thread: store and wake, nothing else
+        # kazoo thread: queue the list and wake the loop, nothing else
         if self._closed:
             return
-        with self._lock:
-            self._pending = list(children)
+        self._lists.put(list(children))
         self._wake.set()
 
     def take(self) -> list[int]:
         """Task instance ids with a request not handled in the last RETRY_S seconds."""
         now = time.monotonic()
-        with self._lock:
-            pending = self._pending
+        while True:
+            try:
+                self._pending = self._lists.get_nowait()  # the newest list wins
+            except queue.Empty:
+                break
+        pending = self._pending
         current = set(pending)
         self._handled = {n: t for n, t in self._handled.items() if n in current}
         out = []
