@@ -59,11 +59,8 @@ def _fields(body: ScheduleIn) -> q_schedules.ScheduleFields:
 
 
 def _never_fires(expr: str, tz: str, start: datetime | None, end: datetime | None) -> None:
-    if cron.next_in_window(expr, tz, datetime.now(UTC), start, end) is None:
-        raise ValidationError(
-            f"cron: {expr!r} never fires in the schedule's window from now on",
-            [{"code": "never_fires", "field": "cron"}],
-        )
+    """422 naming ``end`` for an empty window, ``start`` out of range, ``cron`` when none fires."""
+    cron.check_fires(expr, tz, datetime.now(UTC), start, end, field="cron")
 
 
 @router.post("/schedules", status_code=201, response_model=ScheduleOut, tags=["schedules"])
@@ -144,8 +141,10 @@ def delete_schedule(schedule_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Re
     return Response(status_code=204)
 
 
-def _preview(expr: str, tz: str, start: datetime | None, count: int) -> PreviewOut:
-    items = cron.preview(expr, tz, _in_zone(start, tz), count)
+def _preview(
+    expr: str, tz: str, start: datetime | None, count: int, field: str | None = None
+) -> PreviewOut:
+    items = cron.preview(expr, tz, _in_zone(start, tz), count, field)
     return PreviewOut(expr=expr, kind=cron.parse(expr).kind, timezone=tz, items=items)  # type: ignore[arg-type]
 
 
@@ -181,7 +180,7 @@ def preview_cron(
         cron.zone(timezone)
     except ValidationError as exc:
         raise ValidationError(f"timezone: {exc.message}", exc.details) from None
-    return _preview(expr, timezone, start, count)
+    return _preview(expr, timezone, start, count, field="expr")
 
 
 # -- backfill ------------------------------------------------------------------------------------
