@@ -25,8 +25,8 @@ def _local(expr: str, tz: ZoneInfo, after: datetime, n: int) -> list[str]:
     return out
 
 
-def _utc(*a: int) -> datetime:
-    return datetime(*a, tzinfo=UTC)  # type: ignore[misc]
+def _utc(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, s, tzinfo=UTC)
 
 
 # -- parsing ------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from core import cron
 from core.errors import ValidationError
 
 
-def _at(*a: int) -> datetime:
-    return datetime(*a, tzinfo=UTC)  # type: ignore[misc]
+def _at(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, s, tzinfo=UTC)
 
 
 def _satisfied(expr: str, *when: int) -> bool:

@@ -14,8 +14,8 @@ from core import cron
 from core.errors import ValidationError
 
 
-def _at(*a: int) -> datetime:
-    return datetime(*a, tzinfo=UTC)  # type: ignore[misc]
+def _at(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, s, tzinfo=UTC)
 
 
 def _walls(expr: str, after: datetime, n: int, tz: str = "UTC") -> list[str]:
@@ -239,3 +239,18 @@ def test_five_field_cron_keeps_lists_quartz_refuses() -> None:
     # 5-field cron is not Quartz: '#' and 'L' may stand in day-of-week lists
     got = [w[:10] for w in _walls("0 0 * * 1#1,5L", _at(2026, 1, 1), 3)]
     assert got == ["2026-01-05", "2026-01-30", "2026-02-02"]
+
+
+def test_nearest_weekday_is_found_from_the_day_after_a_sunday() -> None:
+    # 2026-02-15 is a Sunday: 15W fires on Monday the 16th, also when the search starts on the
+    # 16th (Quartz's search skips to March there: a documented deviation)
+    after = _at(2026, 2, 16)
+    assert cron.next_fire("0 15 10 15W * ?", "UTC", after) == _at(2026, 2, 16, 10, 15)
+
+
+@pytest.mark.parametrize("expr", ["0 0 0 ? * L", "0 0 * * L"])
+def test_bare_l_in_day_of_week_is_saturday(expr: str) -> None:
+    assert [w[:14] for w in _walls(expr, _at(2026, 1, 1), 2)] == [
+        "2026-01-03 Sat",
+        "2026-01-10 Sat",
+    ]
