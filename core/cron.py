@@ -144,7 +144,7 @@ def _walls(c: CronExpr, after: datetime) -> Iterator[datetime]:
     """Naive wall times matching ``c`` strictly after the naive ``after``, ascending; gives up
     ``SEARCH_YEARS`` years after ``after`` or the last fire, and after ``LAST_YEAR``."""
     limit = min(after.year + SEARCH_YEARS, LAST_YEAR)
-    years = c.years if c.years is not None else None
+    years = c.years
     y = after.year
     while y <= limit:
         if years is not None:
