@@ -4,26 +4,18 @@ from the dead epoch to ours) and re-offer attempts whose worker lease is gone.""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+from coord import membership
 from coord.queue import TaskQueue, parse_key
 from coord.zk import ZkClient
+from core.lost import lost_reason
+from core.states import TaskState
 from db import attempts as q_attempts
 from db import instances as q_instances
 from db.engine import SessionFactory
 
 log = logging.getLogger(__name__)
-
-
-def live_masters(zk: ZkClient) -> set[tuple[str, int]]:
-    """(master id, epoch) of every registered master; the epoch is the one in the znode's data
-    (from PostgreSQL), never its czxid, which a wiped ZooKeeper hands out again."""
-    out = set()
-    for child in zk.children(zk.paths.masters()):
-        epoch = zk.member_epoch(zk.paths.master(child))
-        if epoch is not None:
-            out.add((child, epoch))
-    return out
 
 
 def orphans(
@@ -42,7 +34,7 @@ def adopt_orphans(
         log.info("master %s@%d: failover lock busy; will retry", master_id, epoch)
         return []
     try:
-        live = live_masters(zk)
+        live = membership.live_masters(zk)
         if (master_id, epoch) not in live:
             log.warning("master %s@%d: not registered; no adoption", master_id, epoch)
             return []
@@ -89,8 +81,9 @@ def reoffer_lost_attempts(
     dispatch_deadline_s: float,
     actor: str,
 ) -> set[int]:
-    """Attempts RUNNING without a lease, or DISPATCHED long ago with neither queue entry nor
-    lease, become NEED_FAULT_TOLERANCE; return the instances to step."""
+    """In-flight attempts of ``instance_ids`` that lost their worker (``core.lost``) become
+    NEED_FAULT_TOLERANCE; return the instances to step. The cheap facts come first: the queue
+    and the lease are read again only for a DISPATCHED attempt past its deadline."""
     with sf.begin() as s:
         rows = q_attempts.in_flight_of(s, instance_ids)
     if not rows:
@@ -98,31 +91,29 @@ def reoffer_lost_attempts(
     leases = queue.lease_ids()
     now = datetime.now(UTC)
     queued: dict[str, set[int]] = {}
-    lost = []
+    lost: list[tuple[q_attempts.InFlightRow, str]] = []
     for r in rows:
-        if r.id in leases:
+        age = (now - r.dispatch_time).total_seconds() if r.dispatch_time else None
+        sub = r.parent_id is not None
+        why = lost_reason(r.state, r.id in leases, False, sub, age, dispatch_deadline_s)
+        if why is None:
             continue
-        if r.state == "DISPATCHED":
-            if r.parent_id is not None:
-                continue  # a FANOUT sub-execution on a host queue: its driver times it out
-            if r.dispatch_time and now - r.dispatch_time < timedelta(seconds=dispatch_deadline_s):
-                continue
+        if r.state == TaskState.DISPATCHED:
             if r.worker_group not in queued:
                 queued[r.worker_group] = {
                     parse_key(k).task_instance_id for k in queue.entries(r.worker_group)
                 }
-            if r.id in queued[r.worker_group]:
+            # re-check the lease: a claim may have happened since we listed them
+            leased = zk.client.exists(zk.paths.lease(r.id)) is not None
+            why = lost_reason(r.state, leased, r.id in queued[r.worker_group], sub, age,
+                              dispatch_deadline_s)  # fmt: skip
+            if why is None:
                 continue
-            # Re-check the lease: a claim may have happened since we listed them.
-            if zk.client.exists(zk.paths.lease(r.id)):
-                continue
-        lost.append(r)
+        lost.append((r, why))
     touched = set()
     with sf.begin() as s:
-        for r in lost:
+        for r, why in lost:
             if q_attempts.mark_need_fault_tolerance(s, r):
                 touched.add(r.workflow_instance_id)
-                log.warning(
-                    "%s: task instance %d (%s) lost its lease; re-offering", actor, r.id, r.state
-                )
+                log.warning("%s: task instance %d: %s; re-offering", actor, r.id, why)
     return touched

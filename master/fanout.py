@@ -10,9 +10,8 @@ from datetime import datetime, timedelta
 from kazoo.exceptions import NodeExistsError, NoNodeError
 from sqlalchemy.orm import Session
 
-from coord import signals
+from coord import membership, signals
 from coord.queue import format_key
-from coord.zk import ZkClient
 from core import fanout
 from core import params as params_mod
 from core.errors import ValidationError
@@ -27,21 +26,6 @@ log = logging.getLogger(__name__)
 QUEUE_AFTER_S = 0.0
 # How often a FANOUT with running sub-executions is polled even without an event (a backstop).
 BACKSTOP_S = 30.0
-
-
-def live_hosts(zk: ZkClient, group: str | None) -> list[str]:
-    """Hosts of the live workers of ``group`` (of every group when None), from their
-    registrations in ZooKeeper."""
-    paths = zk.paths
-    groups = [group] if group is not None else zk.children(paths.workers_root())
-    hosts: set[str] = set()
-    for g in groups:
-        for child in zk.children(paths.workers(g)):
-            data = zk.get_json(paths.worker(g, child)) or {}
-            host = data.get("host")
-            if isinstance(host, str) and host:
-                hosts.add(host)
-    return sorted(hosts)
 
 
 def _actor(ctx: logical.LogicalContext) -> str:
@@ -76,7 +60,7 @@ class FanoutDriver:
             return logical.Verdict(TaskState.FAILURE, reason=f"FANOUT: {exc}")
         if ctx.zk is None:
             return logical.Verdict(TaskState.FAILURE, reason="FANOUT needs ZooKeeper")
-        targets, dead = fanout.resolve_targets(spec, live_hosts(ctx.zk, spec.group))
+        targets, dead = fanout.resolve_targets(spec, membership.live_hosts(ctx.zk, spec.group))
         if not targets:
             return logical.Verdict(
                 TaskState.FAILURE, reason=f"FANOUT: no live worker in group {spec.group}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import signal
 import socket
 import threading
 import time
@@ -18,21 +17,23 @@ from kazoo.recipe.watchers import ChildrenWatch
 from sqlalchemy.exc import SQLAlchemyError
 
 from coord.queue import TaskQueue
-from coord.zk import SESSION_CONNECTED, SESSION_LOST, SESSION_SUSPENDED, ZkClient
-from core.errors import CoordinationUnavailable
-from core.logs import setup_logging
+from coord.zk import SESSION_CONNECTED, SESSION_LOST, SESSION_SUSPENDED, ZkClient, zk_errors
+from core.errors import CoordinationUnavailable, DatabaseUnavailable
 from core.settings import Settings
-from db.engine import make_engine, make_session_factory
+from db.engine import db_errors, make_engine, make_session_factory
 from db.epochs import next_epoch
 from master import failover
 from master.commands import claim_commands, promote_stalled
 from master.cron import CronLeader
+from master.events import Batch, LoopPass, gather
 from master.listener import Event, NotifyListener
 from master.runner import Identity, WorkflowRunner
 
 log = logging.getLogger(__name__)
 
 REGISTER_RETRY_S = 1.0  # how often a master without an epoch (no PostgreSQL) tries again
+OUTAGE_RETRY_S = 1.0  # how long the loop waits after a pass that met an outage
+OUTAGE_LOG_EVERY_S = 10.0  # an outage is logged when it starts, then this often
 
 
 class MasterServer:
@@ -59,6 +60,10 @@ class MasterServer:
         self.started_at = datetime.now(UTC)
         self.fenced = True
         self._membership_changed = threading.Event()
+        self._groups_changed = threading.Event()  # set by kazoo: new worker groups to watch
+        self._group_watches: dict[str, ChildrenWatch] = {}
+        self._outage: str | None = None  # the outage the loop is in (safe mode), if any
+        self._outage_logged = 0.0
         self._last_poll = 0.0
         self._last_heartbeat = 0.0
         self._last_reconcile = 0.0
@@ -168,6 +173,20 @@ class MasterServer:
             w = self._watches.get(path)
             if w is None or w._stopped:
                 self._watches[path] = self.zk.watch_children(path, cb)
+        self._groups_changed.set()
+
+    def _watch_groups(self) -> None:
+        """One children watch per worker group, installed by the loop (never in a callback)
+        for groups that have none alive; a group's watch wakes the loop on every join/leave."""
+        if not self._groups_changed.is_set():
+            return
+        self._groups_changed.clear()
+        for g in self.zk.children(self.zk.paths.workers_root()):
+            w = self._group_watches.get(g)
+            if w is None or w._stopped:
+                self._group_watches[g] = self.zk.watch_children(
+                    self.zk.paths.workers(g), self._on_members
+                )
 
     def _heartbeat_data(self) -> dict[str, Any]:
         return {
@@ -186,9 +205,8 @@ class MasterServer:
         self._membership_changed.set()
         self.events.put(Event("wake"))
 
-    def _on_worker_groups(self, groups: list[str]) -> None:
-        for g in groups:
-            self.zk.client.ChildrenWatch(self.zk.paths.workers(g), self._on_members)
+    def _on_worker_groups(self, _groups: list[str]) -> None:
+        self._groups_changed.set()
         self._membership_changed.set()
         self.events.put(Event("wake"))
 
@@ -214,6 +232,15 @@ class MasterServer:
                     self.fenced = False
                 else:
                     self._reregister = True
+        if self.fenced and self._outage and not self._reregister and self.zk.connected.is_set():
+            # fenced by an outage met mid-pass (no session event may follow): leave safe mode
+            # once the session is usable and still ours, else register anew
+            if self._still_registered():
+                log.info("%s: ZooKeeper answers again; leaving safe mode", self.actor)
+                self.fenced = False
+                self._outage = None
+            else:
+                self._reregister = True
         if self._reregister:
             self._try_reregister()
 
@@ -226,74 +253,98 @@ class MasterServer:
             self.runner.requeue_submitted()
         self.runner.step(set(ids))
 
-    def run_once(self, timeout: float = 0.5) -> None:
-        """One pass: wait for an event (or a timer, or the poll interval), then act."""
+    def run_once(self, timeout: float = 0.5) -> LoopPass:
+        """One pass as named steps: session events, then (unless fenced) wait for events, claim
+        commands, handle membership changes, reconcile, step what changed, refill the queue,
+        heartbeat and cron. ZooKeeper and PostgreSQL outages raise CoordinationUnavailable and
+        DatabaseUnavailable (``serve_forever`` puts the node into its safe mode). Returns what
+        the pass did, with a one-line reason."""
         self._handle_session_events()
         if self.fenced:
             time.sleep(min(timeout, 0.2))
-            return
-        m = self.settings.master
+            return LoopPass(safe_mode="fenced: no usable ZooKeeper session")
+        with zk_errors(self.actor), db_errors(self.actor):
+            batch = gather(self.events, self._wait_s(timeout))
+            p = LoopPass(events=batch.count)
+            now = time.monotonic()
+            if batch.reload:
+                self.runner.load_owned(sorted(batch.reload))
+            dirty = set(batch.reload)
+            dirty |= self._claim(p, batch, now)
+            dirty |= self._membership(p)
+            dirty |= self._reconcile(p, batch, now)
+            dirty |= self.runner.due_timers(datetime.now(UTC))
+            self._step(p, batch, dirty)
+            p.queued += self.runner.refill(kick=bool(batch.changed or batch.reload))
+            self._heartbeat(now)
+            cron = self.cron.tick()  # cron fires and backfill slots, on the elected master only
+            p.fired = len(cron.fired) if cron is not None else 0
+        self._outage = None
+        return p
+
+    def _wait_s(self, timeout: float) -> float:
+        """How long to wait for events: until the next timer, refill or paced step is due."""
         nxt = self.runner.next_timer()
         if nxt is not None:
             timeout = max(0.0, min(timeout, (nxt - datetime.now(UTC)).total_seconds()))
         wait = self.runner.refill_wait()  # held-back attempts, paced steps of large instances
-        if wait is not None:
-            timeout = min(timeout, wait)
-        dirty: set[int] = set()
-        want_commands = False
-        resync = False
-        pending: list[Event] = []
-        try:
-            pending.append(self.events.get(timeout=timeout))
-            while True:
-                pending.append(self.events.get_nowait())
-        except queue.Empty:
-            pass
-        changed: set[int] = set()
-        partial: set[int] = set()
-        reload: set[int] = set()
-        for ev in pending:
-            if ev.kind == "task" and ev.task_instance_id:
-                partial.add(ev.instance_id)
-                changed.add(ev.task_instance_id)
-            elif ev.kind == "task":
-                dirty.add(ev.instance_id)
-                reload.add(ev.instance_id)  # its row may have changed (stop, pause, ...)
-            elif ev.kind == "command":
-                want_commands = True
-            elif ev.kind == "resync":
-                want_commands = resync = True
-        now = time.monotonic()
-        if reload:
-            self.runner.load_owned(sorted(reload))
-        if want_commands or now - self._last_poll >= m.command_poll_interval_s:
-            self._last_poll = now
-            claimed = claim_commands(self.sf, self.master_id, self.epoch, m.commands_per_claim)
-            if claimed:
-                dirty.update(self.runner.load_owned(claimed))
-        if self._membership_changed.is_set():
-            self._membership_changed.clear()
-            self._adopt()
-            dirty.update(self._reoffer())
-        if resync or now - self._last_reconcile >= m.reconcile_interval_s:
-            self._last_reconcile = now
-            dirty.update(self.runner.load_owned())
-            self.runner.requeue_submitted()
-            promoted = promote_stalled(self.sf, self.master_id, self.epoch)
-            if promoted:
-                dirty.update(self.runner.load_owned(promoted))
-            dirty.update(self._reoffer())
-        dirty.update(self.runner.due_timers(datetime.now(UTC)))
+        return timeout if wait is None else min(timeout, wait)
+
+    def _claim(self, p: LoopPass, batch: Batch, now: float) -> set[int]:
+        """Claim commands when woken for them, or every poll interval as a fallback."""
+        m = self.settings.master
+        if not batch.commands and now - self._last_poll < m.command_poll_interval_s:
+            return set()
+        self._last_poll = now
+        claimed = claim_commands(self.sf, self.master_id, self.epoch, m.commands_per_claim)
+        if not claimed:
+            return set()
+        p.claimed = claimed
+        return set(self.runner.load_owned(claimed))
+
+    def _membership(self, p: LoopPass) -> set[int]:
+        """A master or worker joined or left: watch new groups, adopt, re-offer lost attempts."""
+        self._watch_groups()
+        if not self._membership_changed.is_set():
+            return set()
+        self._membership_changed.clear()
+        p.adopted = True
+        self._adopt()
+        lost = self._reoffer()
+        p.reoffered += len(lost)
+        return lost
+
+    def _reconcile(self, p: LoopPass, batch: Batch, now: float) -> set[int]:
+        """Every reconcile interval (or after the listener reconnected): reload what we own,
+        queue what was never queued, promote stalled serial runs, re-offer lost attempts."""
+        if (
+            not batch.resync
+            and now - self._last_reconcile < self.settings.master.reconcile_interval_s
+        ):
+            return set()
+        self._last_reconcile = now
+        p.reconciled = True
+        dirty = set(self.runner.load_owned())
+        p.queued += self.runner.requeue_submitted()
+        promoted = promote_stalled(self.sf, self.master_id, self.epoch)
+        if promoted:
+            dirty.update(self.runner.load_owned(promoted))
+        lost = self._reoffer()
+        p.reoffered += len(lost)
+        return dirty | lost
+
+    def _step(self, p: LoopPass, batch: Batch, dirty: set[int]) -> None:
+        """Step the dirty instances in full, then the paced ones with task events."""
         if dirty:
-            self.runner.step(dirty)
-        partial, changed = self.runner.pace(partial - dirty, changed, dirty)
+            p.stepped_report(self.runner.step(dirty))
+        partial, changed = self.runner.pace(batch.partial - dirty, batch.changed, dirty)
         if partial:
-            self.runner.step(partial, changed)
-        self.runner.refill(kick=bool(changed or reload))
-        if now - self._last_heartbeat >= m.heartbeat_interval_s:
+            p.stepped_report(self.runner.step(partial, changed))
+
+    def _heartbeat(self, now: float) -> None:
+        if now - self._last_heartbeat >= self.settings.master.heartbeat_interval_s:
             self._last_heartbeat = now
             self.zk.set_json(self.zk.paths.master(self.master_id), self._heartbeat_data())
-        self.cron.tick()  # cron fires and backfill slots, on the elected master only
 
     def _reoffer(self) -> set[int]:
         return failover.reoffer_lost_attempts(
@@ -306,33 +357,34 @@ class MasterServer:
         )
 
     def serve_forever(self, stop: threading.Event) -> None:
+        """Run passes until ``stop``; an outage is caught here, once per pass, and puts the node
+        into its safe mode: without ZooKeeper it is fenced (acts on nothing until its session is
+        usable again); without PostgreSQL it retries each second (every write is fenced by its
+        epoch, so a late one changes nothing). Acting passes are logged at INFO."""
         while not stop.is_set():
             try:
-                self.run_once(0.5)
+                p = self.run_once(0.5)
             except CoordinationUnavailable as exc:
-                log.error("%s: %s", self.actor, exc)
                 self.fenced = True
-                stop.wait(1.0)
-            except Exception:
-                # A PostgreSQL or ZooKeeper outage: log once per pass and try again.
+                self._enter_outage(str(exc))
+                stop.wait(OUTAGE_RETRY_S)
+                continue
+            except DatabaseUnavailable as exc:
+                self._enter_outage(str(exc))
+                stop.wait(OUTAGE_RETRY_S)
+                continue
+            except Exception:  # a bug, not an outage: say so loudly, keep serving the others
                 log.exception("%s: loop pass failed; retrying", self.actor)
-                stop.wait(1.0)
+                stop.wait(OUTAGE_RETRY_S)
+                continue
+            if p.acted:
+                log.info("%s: %s", self.actor, p.reason)
+            else:
+                log.debug("%s: %s", self.actor, p.reason)
 
-
-def main(settings: Settings) -> int:
-    setup_logging(settings.log_level)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    server = MasterServer(settings)
-    try:
-        server.start(stop)
-    except CoordinationUnavailable as exc:
-        log.error("%s", exc)
-        return 2
-    log.info("%s: serving", server.actor)
-    try:
-        server.serve_forever(stop)
-    finally:
-        server.stop()
-    return 0
+    def _enter_outage(self, why: str) -> None:
+        now = time.monotonic()
+        if self._outage is None or now - self._outage_logged >= OUTAGE_LOG_EVERY_S:
+            log.error("%s: safe mode: %s", self.actor, why)
+            self._outage_logged = now
+        self._outage = why

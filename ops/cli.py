@@ -22,9 +22,9 @@ def _settings():  # type: ignore[no-untyped-def]
 
 
 def cmd_master(_: argparse.Namespace) -> int:
-    from master.server import main
+    from master.daemon import run
 
-    return main(_settings())
+    return run(_settings())
 
 
 def cmd_worker(_: argparse.Namespace) -> int:

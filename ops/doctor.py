@@ -1,54 +1,29 @@
-"""The consistency doctor: compares PostgreSQL (the truth) with ZooKeeper (coordination) and
-reports drift; ``repair`` fixes what is safe to fix. The comparison itself is a pure function.
-Harmless findings (left-overs that disturb nothing) are listed but leave the cluster clean."""
+"""The consistency doctor: reads a snapshot of PostgreSQL (the truth) and ZooKeeper
+(coordination), diagnoses it (``ops.doctor_rules``, pure), repairs what is safe to fix and
+reports the findings; ``dagkeeper doctor`` runs it."""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 
 from kazoo.exceptions import NoNodeError, NotEmptyError
 from sqlalchemy import text
 
+from coord import membership
 from coord.queue import QueueEntry, QueueKey, TaskQueue, parse_key
-from coord.zk import ZkClient, registration_epoch
+from coord.zk import ZkClient
 from core import task_types
+from core.states import TASK_IN_FLIGHT, WORKFLOW_TERMINAL, TaskState, WorkflowState
+from db import attempts as q_attempts
 from db.engine import SessionFactory
+from db.notify import notify_owner
 from db.serial import ACTIVE as SERIAL_ACTIVE
+from ops.doctor_rules import STOPPING, WAITING, AttemptFact, Finding, Snapshot, diagnose
 
 log = logging.getLogger(__name__)
 
-
-# Waiting for their master to act on a stop or pause request.
-STOPPING = ("READY_STOP", "READY_PAUSE")
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    live_masters: set[tuple[str, int]]
-    # (instance id, owner, epoch) of owned non-terminal, non-SUBMITTED instances
-    active_instances: list[tuple[int, str | None, int | None]]
-    # attempt id -> (state, worker group, workflow instance id, wf priority, task priority)
-    active_attempts: dict[int, tuple[str, str, int, int, int]]
-    queue: dict[str, list[str]]
-    leases: set[int]
-    # ids of registered workers, and the signal inbox of every worker id: its request names
-    live_workers: set[str] = field(default_factory=set)
-    signals: dict[str, list[str]] = field(default_factory=dict)
-    # SERIAL_WAIT instances of workflows that have no active run (nothing will wake them)
-    serial_stalled: list[int] = field(default_factory=list)
-    # (instance id, owner, epoch) of READY_STOP / READY_PAUSE instances
-    stopping: list[tuple[int, str | None, int | None]] = field(default_factory=list)
-
-
-@dataclass
-class Finding:
-    kind: str
-    message: str
-    ids: list[int] = field(default_factory=list)
-    repairable: bool = False
-    harmless: bool = False  # a left-over that disturbs nothing: the cluster is still clean
+__all__ = ["Finding", "Snapshot", "diagnose", "exit_code", "is_clean", "report", "run"]
 
 
 def is_clean(findings: list[Finding]) -> bool:
@@ -63,136 +38,6 @@ def exit_code(findings: list[Finding], repaired: bool) -> int:
     return 1
 
 
-def diagnose(snap: Snapshot) -> list[Finding]:
-    """Pure: every inconsistency between the two stores."""
-    out: list[Finding] = []
-    stopping_ids = {i for i, _, _ in snap.stopping}
-    orphaned = [
-        i
-        for i, o, e in snap.active_instances
-        if (o, e) not in snap.live_masters and i not in stopping_ids
-    ]
-    if orphaned:
-        out.append(
-            Finding(
-                "instance_without_owner",
-                f"{len(orphaned)} running instance(s) whose owning master is gone"
-                " (a live master adopts them)",
-                orphaned,
-            )
-        )
-    queued_ids: dict[int, tuple[str, str]] = {}
-    stray: list[tuple[str, str]] = []
-    for group, keys in snap.queue.items():
-        for k in keys:
-            try:
-                tid = parse_key(k).task_instance_id
-            except ValueError:
-                stray.append((group, k))
-                continue
-            a = snap.active_attempts.get(tid)
-            if a is None or a[0] not in ("SUBMITTED", "DISPATCHED"):
-                stray.append((group, k))
-            else:
-                queued_ids[tid] = (group, k)
-    if stray:
-        out.append(
-            Finding(
-                "queue_entry_without_row",
-                f"{len(stray)} queue entr(y/ies) without a waiting attempt: "
-                + ", ".join(f"{g}/{k}" for g, k in stray[:5]),
-                [],
-                repairable=True,
-            )
-        )
-    running_no_lease = sorted(
-        t for t, a in snap.active_attempts.items() if a[0] == "RUNNING" and t not in snap.leases
-    )
-    if running_no_lease:
-        out.append(
-            Finding(
-                "running_without_lease",
-                f"{len(running_no_lease)} attempt(s) RUNNING without a lease",
-                running_no_lease,
-                repairable=True,
-            )
-        )
-    dispatched_lost = sorted(
-        t
-        for t, a in snap.active_attempts.items()
-        if a[0] == "DISPATCHED" and t not in queued_ids and t not in snap.leases
-    )
-    if dispatched_lost:
-        out.append(
-            Finding(
-                "dispatched_without_entry",
-                f"{len(dispatched_lost)} attempt(s) DISPATCHED with neither queue entry nor lease",
-                dispatched_lost,
-                repairable=True,
-            )
-        )
-    out += _diagnose_instances(snap)
-    out += _diagnose_signals(snap)
-    return out
-
-
-def _diagnose_instances(snap: Snapshot) -> list[Finding]:
-    """Pure: runs that nothing drives: stop/pause requests whose owner is gone, serial runs
-    waiting behind nothing."""
-    out = []
-    unowned = sorted(i for i, o, e in snap.stopping if (o, e) not in snap.live_masters)
-    if unowned:
-        out.append(
-            Finding(
-                "stop_or_pause_without_owner",
-                f"{len(unowned)} READY_STOP/READY_PAUSE instance(s) whose owning master is gone"
-                " (a live master adopts them and completes the request)",
-                unowned,
-            )
-        )
-    if snap.serial_stalled:
-        out.append(
-            Finding(
-                "serial_wait_without_active",
-                f"{len(snap.serial_stalled)} SERIAL_WAIT instance(s) of workflows with no active"
-                " run (a master promotes the next one when it reconciles)",
-                sorted(snap.serial_stalled),
-            )
-        )
-    return out
-
-
-def _diagnose_signals(snap: Snapshot) -> list[Finding]:
-    """Pure: kill requests to workers that are not registered (nobody will ever act on them),
-    and empty inboxes left by dead workers (harmless)."""
-    out = []
-    stale = {w: names for w, names in snap.signals.items() if w not in snap.live_workers}
-    requests = {w: names for w, names in stale.items() if names}
-    if requests:
-        ids = sorted({int(n) for names in requests.values() for n in names if n.isdigit()})
-        out.append(
-            Finding(
-                "signal_for_unregistered_worker",
-                f"{sum(len(v) for v in requests.values())} signal(s) to worker(s) that are not"
-                f" registered: {', '.join(sorted(requests)[:5])}",
-                ids,
-                repairable=True,
-            )
-        )
-    empty = sorted(w for w, names in stale.items() if not names)
-    if empty:
-        out.append(
-            Finding(
-                "stale_signal_inbox",
-                f"{len(empty)} empty signal inbox(es) of worker(s) that are not registered: "
-                + ", ".join(empty[:5]),
-                repairable=True,
-                harmless=True,
-            )
-        )
-    return out
-
-
 def _read_signals(zk: ZkClient) -> dict[str, list[str]]:
     out = {}
     for worker_id in zk.children(zk.paths.signals_root()):
@@ -204,20 +49,12 @@ def _read_signals(zk: ZkClient) -> dict[str, list[str]]:
 
 
 def _read_members(zk: ZkClient) -> tuple[set[tuple[str, int]], set[str]]:
-    """(master id, epoch) of the registered masters (the epoch from the znode's data) and the
-    ids of the registered workers."""
-    masters = set()
-    for child in zk.children(zk.paths.masters()):
-        try:
-            raw, stat = zk.client.get(zk.paths.master(child))
-        except NoNodeError:
-            continue
-        masters.add((child, registration_epoch(raw, int(stat.czxid))))
-    workers = set()
-    root = zk.paths.workers_root()
-    for group in zk.children(root):
-        workers.update(zk.children(f"{root}/{group}"))
-    return masters, workers
+    """(master id, epoch) of the registered masters and the ids of the registered workers."""
+    return membership.live_masters(zk), membership.worker_ids(zk)
+
+
+# owned instances that are not over and not waiting to be claimed
+_UNFINISHED = sorted({s.value for s in WORKFLOW_TERMINAL} | {WorkflowState.SUBMITTED.value})
 
 
 def take_snapshot(sf: SessionFactory, zk: ZkClient) -> Snapshot:
@@ -233,37 +70,42 @@ def take_snapshot(sf: SessionFactory, zk: ZkClient) -> Snapshot:
         inst = s.execute(
             text(
                 "SELECT id, owner, owner_epoch, state FROM workflow_instance WHERE (owner IS NOT"
-                " NULL OR state = ANY(:stopping))"
-                " AND state NOT IN ('SUCCESS','FAILURE','STOP','SUBMITTED')"
+                " NULL OR state = ANY(:stopping)) AND NOT state = ANY(:unfinished)"
             ),
-            {"stopping": list(STOPPING)},
+            {"stopping": list(STOPPING), "unfinished": _UNFINISHED},
         ).all()
         att = s.execute(
             text(
                 "SELECT t.id, t.state, t.worker_group, t.workflow_instance_id, w.priority,"
-                " t.priority FROM task_instance t JOIN workflow_instance w"
+                " t.priority, t.lease_token FROM task_instance t JOIN workflow_instance w"
                 " ON w.id = t.workflow_instance_id"
-                " WHERE t.state IN ('SUBMITTED','DISPATCHED','RUNNING')"
+                " WHERE t.state = ANY(:in_flight)"
                 # master-run attempts (SUB_PROCESS, DEPENDENT, ...) hold no worker and no lease
-                " AND NOT (t.state = 'RUNNING' AND t.worker_id IS NULL"
+                " AND NOT (t.state = :running AND t.worker_id IS NULL"
                 " AND t.type = ANY(:logical))"
                 # queued FANOUT sub-executions wait on their host's queue; their driver expires them
-                " AND NOT (t.parent_id IS NOT NULL AND t.state <> 'RUNNING')"
+                " AND NOT (t.parent_id IS NOT NULL AND t.state <> :running)"
             ),
-            {"logical": task_types.master_run_types()},
+            {
+                "in_flight": sorted(st.value for st in TASK_IN_FLIGHT),
+                "running": TaskState.RUNNING.value,
+                "logical": task_types.master_run_types(),
+            },
         ).all()
         stalled = s.execute(
             text(
-                "SELECT w.id FROM workflow_instance w WHERE w.state = 'SERIAL_WAIT'"
+                "SELECT w.id FROM workflow_instance w WHERE w.state = :serial_wait"
                 " AND NOT EXISTS (SELECT 1 FROM workflow_instance a"
                 " WHERE a.workflow_id = w.workflow_id AND a.state = ANY(:active))"
             ),
-            {"active": list(SERIAL_ACTIVE)},
+            {"active": list(SERIAL_ACTIVE), "serial_wait": WorkflowState.SERIAL_WAIT.value},
         ).all()
     return Snapshot(
         live_masters=live,
         active_instances=[(int(r[0]), r[1], r[2]) for r in inst if r[1] is not None],
-        active_attempts={int(r[0]): (r[1], r[2], int(r[3]), int(r[4]), int(r[5])) for r in att},
+        active_attempts={
+            int(r[0]): AttemptFact(r[1], r[2], int(r[3]), int(r[4]), int(r[5]), r[6]) for r in att
+        },
         queue=entries,
         leases=leases,
         live_workers=workers,
@@ -275,8 +117,9 @@ def take_snapshot(sf: SessionFactory, zk: ZkClient) -> Snapshot:
 
 def repair(sf: SessionFactory, zk: ZkClient, snap: Snapshot, findings: list[Finding]) -> int:
     """Fix what is safe: drop stray queue entries, re-queue lost DISPATCHED attempts, hand
-    RUNNING attempts without a lease to their master for fault tolerance, delete signals to
-    (and empty inboxes of) workers that are not registered."""
+    RUNNING attempts without a lease to their master for fault tolerance (the same fenced
+    write as the masters' failover: on the state and lease token seen), delete signals to (and
+    empty inboxes of) workers that are not registered."""
     queue = TaskQueue(zk.client, zk.paths)
     fixed = 0
     for f in findings:
@@ -288,34 +131,26 @@ def repair(sf: SessionFactory, zk: ZkClient, snap: Snapshot, findings: list[Find
                     except ValueError:
                         tid = -1
                     a = snap.active_attempts.get(tid)
-                    if (a is None or a[0] not in ("SUBMITTED", "DISPATCHED")) and queue.remove(
-                        group, k
-                    ):
+                    if (a is None or a.state not in WAITING) and queue.remove(group, k):
                         fixed += 1
         elif f.kind == "dispatched_without_entry":
             entries = []
             for tid in f.ids:
-                _, group, wfi, wpri, tpri = snap.active_attempts[tid]
-                entries.append(QueueEntry(group, QueueKey(wpri, wfi, tpri, tid)))
+                a = snap.active_attempts[tid]
+                key = QueueKey(a.workflow_priority, a.instance_id, a.task_priority, tid)
+                entries.append(QueueEntry(a.worker_group, key))
             fixed += queue.push(entries)
         elif f.kind == "running_without_lease":
             with sf.begin() as s:
                 for tid in f.ids:
                     if zk.client.exists(zk.paths.lease(tid)):
                         continue
-                    row = s.execute(
-                        text(
-                            "UPDATE task_instance SET state = 'NEED_FAULT_TOLERANCE', end_time = now()"
-                            " WHERE id = :id AND state = 'RUNNING'"
-                            " AND NOT (worker_id IS NULL AND type = ANY(:logical))"
-                            " RETURNING workflow_instance_id"
-                        ),
-                        {"id": tid, "logical": task_types.master_run_types()},
-                    ).first()
-                    if row is not None:
-                        s.execute(
-                            text("SELECT pg_notify('dagkeeper_task', :p)"), {"p": str(row[0])}
-                        )
+                    a = snap.active_attempts[tid]
+                    row = q_attempts.InFlightRow(
+                        tid, a.instance_id, a.state, a.worker_group, a.lease_token, None
+                    )
+                    if q_attempts.mark_need_fault_tolerance(s, row):
+                        notify_owner(s, a.instance_id, tid)
                         fixed += 1
         elif f.kind in ("signal_for_unregistered_worker", "stale_signal_inbox"):
             fixed += _remove_signals(zk, snap, requests=f.kind == "signal_for_unregistered_worker")
@@ -348,6 +183,7 @@ def _remove_signals(zk: ZkClient, snap: Snapshot, requests: bool) -> int:
 
 
 def run(sf: SessionFactory, zk: ZkClient, do_repair: bool) -> tuple[list[Finding], int]:
+    """Take a snapshot of both stores, diagnose it and (``do_repair``) fix what is safe."""
     snap = take_snapshot(sf, zk)
     findings = diagnose(snap)
     fixed = repair(sf, zk, snap, findings) if do_repair and findings else 0
