@@ -35,10 +35,10 @@ S = TaskState
 class Mode(StrEnum):
     """What the instance is asked to do: run, drain for a pause, or stop."""
 
-    RUN = "RUN"
-    PAUSE = "PAUSE"  # start nothing; not-yet-running attempts are paused; finish PAUSE when idle
-    STOP = "STOP"  # start nothing; cancel everything in flight; finish STOP when idle
-    FAIL = "FAIL"  # like STOP but finish FAILURE (workflow timeout)
+    RUN = "run"
+    PAUSE = "pause"  # start nothing; not-yet-running attempts are paused; finish PAUSE when idle
+    STOP = "stop"  # start nothing; cancel everything in flight; finish STOP when idle
+    FAIL = "fail"  # like STOP but finish FAILURE (workflow timeout)
 
 
 @dataclass(frozen=True)

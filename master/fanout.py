@@ -82,7 +82,7 @@ class FanoutDriver:
                 body["command"], body["env"], body["render_error"] = spec.command, {}, exc.message
             if sub.host in dead:
                 why = f"no live worker on host {sub.host}"
-                new.append(q_fanout.NewSub(sub.host, sub.name, body, "FAILURE", why))
+                new.append(q_fanout.NewSub(sub.host, sub.name, body, TaskState.FAILURE.value, why))
             else:
                 new.append(q_fanout.NewSub(sub.host, sub.name, body))
         ids = q_fanout.insert_subs(s, ctx.instance.id, attempt_id, new)
@@ -145,7 +145,7 @@ class FanoutDriver:
                 f"not started within {fanout.claim_deadline_s(spec):g}s"
                 " (no live worker on its host took it)"
             )
-            moved = q_fanout.fail_unstarted(s, list(j.expire), "FAILURE", why)
+            moved = q_fanout.fail_unstarted(s, list(j.expire), TaskState.FAILURE.value, why)
             self._unqueue(ctx, [r for r in rows if r.id in moved])
             rows = q_fanout.subs_of(s, attempt_id)
             j = fanout.judge(spec, _states(rows), now)

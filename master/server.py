@@ -22,11 +22,10 @@ from core.errors import CoordinationUnavailable, DatabaseUnavailable
 from core.settings import Settings
 from db.engine import db_errors, make_engine, make_session_factory
 from db.epochs import next_epoch
-from master import failover
-from master.commands import claim_commands, promote_stalled
 from master.cron import CronLeader
 from master.events import Batch, LoopPass, gather
 from master.listener import Event, NotifyListener
+from master.ports import Commands, DbCommands, Failover, ZkFailover
 from master.runner import Identity, WorkflowRunner
 
 log = logging.getLogger(__name__)
@@ -37,14 +36,28 @@ OUTAGE_LOG_EVERY_S = 10.0  # an outage is logged when it starts, then this often
 
 
 class MasterServer:
-    def __init__(self, settings: Settings, master_id: str | None = None) -> None:
+    """One master. The collaborators (``zk``, ``runner``, ``cron``, ``listener``, ``commands``,
+    ``failover``) are built from the settings unless given (unit tests pass fakes)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        master_id: str | None = None,
+        *,
+        zk: ZkClient | None = None,
+        runner: WorkflowRunner | None = None,
+        cron: CronLeader | None = None,
+        listener: NotifyListener | None = None,
+        commands: Commands | None = None,
+        failover: Failover | None = None,
+    ) -> None:
         self.settings = settings
         self.master_id = master_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.engine = make_engine(settings.db, pre_ping=False)  # a failed pass is retried
         self.sf = make_session_factory(self.engine)
-        self.zk = ZkClient(settings.zk, name=f"master {self.master_id}")
+        self.zk = zk or ZkClient(settings.zk, name=f"master {self.master_id}")
         self.queue = TaskQueue(self.zk.client, self.zk.paths)
-        self.runner = WorkflowRunner(
+        self.runner = runner or WorkflowRunner(
             self.sf,
             self.queue,
             self.zk,
@@ -52,10 +65,14 @@ class MasterServer:
             queue_high_water=settings.master.queue_high_water,
         )
         self.events: queue.Queue[Event] = queue.Queue()
-        self.listener = NotifyListener(
+        self.listener = listener or NotifyListener(
             settings.db.url, self.events, f"master {self.master_id}", self.runner.owned.__contains__
         )
-        self.cron = CronLeader(self.sf, self.zk, self.master_id, settings.cron)
+        self.cron = cron or CronLeader(self.sf, self.zk, self.master_id, settings.cron)
+        self.commands: Commands = commands or DbCommands(self.sf)
+        self.failover: Failover = failover or ZkFailover(
+            self.sf, self.zk, self.queue, settings.zk.session_timeout_s
+        )
         self.epoch = 0
         self.started_at = datetime.now(UTC)
         self.fenced = True
@@ -245,9 +262,7 @@ class MasterServer:
             self._try_reregister()
 
     def _adopt(self) -> None:
-        adopted = failover.adopt_orphans(
-            self.sf, self.zk, self.master_id, self.epoch, self.settings.zk.session_timeout_s
-        )
+        adopted = self.failover.adopt(self.master_id, self.epoch)
         ids = self.runner.load_owned()
         if adopted:
             self.runner.requeue_submitted()
@@ -296,7 +311,7 @@ class MasterServer:
         if not batch.commands and now - self._last_poll < m.command_poll_interval_s:
             return set()
         self._last_poll = now
-        claimed = claim_commands(self.sf, self.master_id, self.epoch, m.commands_per_claim)
+        claimed = self.commands.claim(self.master_id, self.epoch, m.commands_per_claim)
         if not claimed:
             return set()
         p.claimed = claimed
@@ -326,7 +341,7 @@ class MasterServer:
         p.reconciled = True
         dirty = set(self.runner.load_owned())
         p.queued += self.runner.requeue_submitted()
-        promoted = promote_stalled(self.sf, self.master_id, self.epoch)
+        promoted = self.commands.promote_stalled(self.master_id, self.epoch)
         if promoted:
             dirty.update(self.runner.load_owned(promoted))
         lost = self._reoffer()
@@ -347,14 +362,7 @@ class MasterServer:
             self.zk.set_json(self.zk.paths.master(self.master_id), self._heartbeat_data())
 
     def _reoffer(self) -> set[int]:
-        return failover.reoffer_lost_attempts(
-            self.sf,
-            self.zk,
-            self.queue,
-            list(self.runner.owned),
-            self.settings.zk.session_timeout_s,
-            self.actor,
-        )
+        return self.failover.reoffer(list(self.runner.owned), self.actor)
 
     def serve_forever(self, stop: threading.Event) -> None:
         """Run passes until ``stop``; an outage is caught here, once per pass, and puts the node

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from core.states import TaskState, WorkflowState
+from core.states import WORKFLOW_TERMINAL, TaskState, WorkflowState
 from db import control
 from db import instances as q_instances
 from db.attempts import AttemptRow
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 TYPE = "SUB_PROCESS"
 # A chain of children deeper than this is refused (a workflow that starts itself, directly or not).
 MAX_DEPTH = 64
-TERMINAL = ("SUCCESS", "FAILURE", "STOP")
+TERMINAL = tuple(sorted(s.value for s in WORKFLOW_TERMINAL))
 W = WorkflowState
 
 
@@ -28,13 +28,13 @@ def verdict_for(child_id: int, child_state: str, parent_pausing: bool) -> Verdic
     """Pure: the attempt's verdict from its child's state (None while the child runs, or rests
     paused while the parent is not pausing)."""
     why = f"child instance {child_id} {child_state}"
-    if child_state == "SUCCESS":
+    if child_state == W.SUCCESS:
         return Verdict(TaskState.SUCCESS, reason=why)
-    if child_state == "FAILURE":
+    if child_state == W.FAILURE:
         return Verdict(TaskState.FAILURE, reason=why)
-    if child_state == "STOP":
+    if child_state == W.STOP:
         return Verdict(TaskState.KILL, reason=why)
-    if child_state == "PAUSE" and parent_pausing:
+    if child_state == W.PAUSE and parent_pausing:
         return Verdict(TaskState.PAUSE, reason=why)
     return Verdict()
 
@@ -58,8 +58,13 @@ class SubProcessDriver:
         prev = q_instances.previous_child(s, inst.id, ctx.task.name, attempt_id)
         if prev is not None:
             prev_id, prev_state, child = prev
-            resumable = child is not None and child.state != "STOP"
-            if prev_state == "PAUSE" and prev_id > since and child is not None and resumable:
+            resumable = child is not None and child.state != W.STOP
+            if (
+                prev_state == TaskState.PAUSE
+                and prev_id > since
+                and child is not None
+                and resumable
+            ):
                 return self._resume(ctx, s, attempt_id, child)
         wid = ctx.task.model_dump().get("workflow_id")
         if not isinstance(wid, int):
@@ -103,8 +108,8 @@ class SubProcessDriver:
         q_instances.relink_child(s, child.id, attempt_id)
         if child.state in TERMINAL:
             return verdict_for(child.id, child.state, False)
-        if child.state == "PAUSE" and q_instances.restart(
-            s, child.id, ["PAUSE"], ctx.master_id, ctx.epoch, new_run=False
+        if child.state == W.PAUSE and q_instances.restart(
+            s, child.id, [W.PAUSE.value], ctx.master_id, ctx.epoch, new_run=False
         ):
             ctx.new_instances.append(child.id)
         log.info(
