@@ -17,7 +17,7 @@ from sqlalchemy import text
 from api.deps import ApiContext
 from api.schemas import LogWindow
 from core.errors import Forbidden
-from core.states import TASK_TERMINAL
+from core.states import TASK_TERMINAL, TaskState
 from core.tasklogs import (
     Chunk,
     LogPathRefused,
@@ -140,7 +140,7 @@ def window(
     else (nothing shipped) the worker of a finished attempt. 403 if the only source left is a
     path outside the log directory."""
     final = row.state in TERMINAL
-    url = worker_url(ctx, row) if live and row.state == "RUNNING" else None
+    url = worker_url(ctx, row) if live and row.state == TaskState.RUNNING else None
     if url:
         got = _live(ctx, url, row, {"skip": skip, "limit": limit})
         if got is not None:
@@ -168,7 +168,7 @@ def follow(ctx: ApiContext, ti_id: int, skip: int, load: Any) -> Iterator[bytes]
     sent = skip
     while True:
         row: TaskInstance = load(ti_id)
-        url = worker_url(ctx, row) if row.state == "RUNNING" else None
+        url = worker_url(ctx, row) if row.state == TaskState.RUNNING else None
         streamed = False
         if url:
             try:
@@ -201,7 +201,7 @@ def follow(ctx: ApiContext, ti_id: int, skip: int, load: Any) -> Iterator[bytes]
 def download(ctx: ApiContext, row: TaskInstance) -> Iterator[bytes] | Path | None:
     """The whole log: a stream from the worker while it runs or from PostgreSQL, or the local
     file's path; None if there is none."""
-    if row.state == "RUNNING":
+    if row.state == TaskState.RUNNING:
         url = worker_url(ctx, row)
         if url:
             body = _live_download(ctx, url, row.id)

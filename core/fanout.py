@@ -10,17 +10,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.states import TASK_SUCCESSFUL, TASK_TERMINAL, TASK_UNSTARTED, TaskState
+
 FANOUT = "FANOUT"
-# The spec field names (see API.md).
-FIELDS = ("command", "script", "targets", "target_params", "per_target_timeout_s", "fail_fast")
 # A sub-execution nobody claimed (its host's worker is gone) fails after per_target_timeout_s,
 # or after this long when the task sets no timeout.
 DEFAULT_CLAIM_DEADLINE_S = 300.0
-# Sub-execution states that are final; anything else is still pending or running.
-SUCCESS_STATES = frozenset({"SUCCESS", "FORCED_SUCCESS"})
-FAILED_STATES = frozenset({"FAILURE", "KILL", "NEED_FAULT_TOLERANCE", "PAUSE", "SKIPPED", "STOP"})
+# Sub-execution (task attempt) states that are final; anything else is pending or running.
+SUCCESS_STATES = frozenset(s.value for s in TASK_SUCCESSFUL)
+FAILED_STATES = frozenset(s.value for s in TASK_TERMINAL - TASK_SUCCESSFUL)
 FINAL_STATES = SUCCESS_STATES | FAILED_STATES
-UNSTARTED = frozenset({"SUBMITTED", "DISPATCHED"})
+UNSTARTED = frozenset(s.value for s in TASK_UNSTARTED)
 # env var every sub-execution gets: the host it was meant for
 TARGET_ENV = "DAGKEEPER_FANOUT_TARGET"
 MAX_NAME = 200
@@ -193,14 +193,14 @@ def judge(spec: FanoutSpec, subs: list[SubState], now: datetime) -> Judgement:
     are final and one failed, or at the first failure with fail_fast (cancelling the rest).
     Unstarted ones past the claim deadline are expired (they count as failed)."""
     if not subs:
-        return Judgement("FAILURE", "no targets")
+        return Judgement(TaskState.FAILURE.value, "no targets")
     deadline = timedelta(seconds=claim_deadline_s(spec))
     expire = tuple(
         s.id
         for s in subs
         if s.state in UNSTARTED and s.queued_at is not None and now - s.queued_at >= deadline
     )
-    states = {s.id: ("FAILURE" if s.id in expire else s.state) for s in subs}
+    states = {s.id: (TaskState.FAILURE.value if s.id in expire else s.state) for s in subs}
     failed = [s for s in subs if states[s.id] in FAILED_STATES]
     pending = [s for s in subs if states[s.id] not in FAILED_STATES | SUCCESS_STATES]
     if failed and (spec.fail_fast or not pending):
@@ -208,9 +208,9 @@ def judge(spec: FanoutSpec, subs: list[SubState], now: datetime) -> Judgement:
         why = f"{len(failed)} of {len(subs)} target(s) failed: {hosts}"
         if pending:
             why += f"; fail-fast cancels {len(pending)}"
-        return Judgement("FAILURE", why, expire, tuple(s.id for s in pending))
+        return Judgement(TaskState.FAILURE.value, why, expire, tuple(s.id for s in pending))
     if not pending:
-        return Judgement("SUCCESS", f"all {len(subs)} target(s) succeeded", expire)
+        return Judgement(TaskState.SUCCESS.value, f"all {len(subs)} target(s) succeeded", expire)
     waits = [s.queued_at + deadline for s in pending if s.state in UNSTARTED and s.queued_at]
     return Judgement(
         None,

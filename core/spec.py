@@ -3,16 +3,20 @@ that name the offending tasks and fields. Shared by the API (on write) and the m
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, WithJsonSchema, field_validator
 
 from core import branching, dag, task_types
 from core.errors import ValidationError
-from core.states import Priority
+from core.states import ExecutionType, Priority
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$"
+# the execution type's JSON schema stays an inline string enum (as the API documented it)
+_INLINE_ENUM = WithJsonSchema(
+    {"enum": [e.value for e in ExecutionType], "title": "Execution Type", "type": "string"}
+)
 
 
 def _priority(v: Any) -> str:
@@ -65,9 +69,7 @@ class WorkflowSpec(BaseModel):
     timezone: str = "UTC"
     params: dict[str, str] = {}
     # how a new run treats running ones: run beside them, wait, be discarded, or wait by priority
-    execution_type: Literal["PARALLEL", "SERIAL_WAIT", "SERIAL_DISCARD", "SERIAL_PRIORITY"] = (
-        "PARALLEL"
-    )
+    execution_type: Annotated[ExecutionType, _INLINE_ENUM] = ExecutionType.PARALLEL
     timeout_s: float | None = Field(default=None, gt=0)
     timeout_strategy: Literal["FAILED", "WARN", "WARN_FAILED"] = "FAILED"
     tasks: list[TaskSpec]

@@ -1,7 +1,9 @@
-"""The single home of every state enum, command type, priority and the allowed-transition tables."""
+"""The single home of every state enum, command type, priority, execution type and the
+allowed-transition tables; SQL binds these values (``state = ANY(:states)``), never literals."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum, StrEnum
 
 
@@ -50,6 +52,29 @@ class TaskState(StrEnum):
     SKIPPED = "SKIPPED"
 
 
+class BackfillState(StrEnum):
+    """A backfill is RUNNING until every date's instance is terminal, then DONE (or STOPPED)."""
+
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    STOPPED = "STOPPED"
+
+
+class ExecutionType(StrEnum):
+    """How a new run of a workflow treats its running ones: run beside them, wait (oldest
+    first), be discarded (STOPped with a reason), or wait (highest priority first)."""
+
+    PARALLEL = "PARALLEL"
+    SERIAL_WAIT = "SERIAL_WAIT"
+    SERIAL_DISCARD = "SERIAL_DISCARD"
+    SERIAL_PRIORITY = "SERIAL_PRIORITY"
+
+
+SERIAL_EXECUTION: frozenset[ExecutionType] = frozenset(
+    set(ExecutionType) - {ExecutionType.PARALLEL}
+)
+
+
 class CommandType(StrEnum):
     START_PROCESS = "START_PROCESS"
     START_CURRENT_TASK_PROCESS = "START_CURRENT_TASK_PROCESS"
@@ -77,6 +102,8 @@ TASK_TERMINAL: frozenset[TaskState] = frozenset(
 )
 # Attempts that occupy (or are about to occupy) a worker slot.
 TASK_IN_FLIGHT: frozenset[TaskState] = frozenset({T.SUBMITTED, T.DISPATCHED, T.RUNNING})
+# Attempts queued but not started: a worker that leases one may still start it.
+TASK_UNSTARTED: frozenset[TaskState] = frozenset({T.SUBMITTED, T.DISPATCHED})
 # Terminal states that count as a success for downstream tasks.
 TASK_SUCCESSFUL: frozenset[TaskState] = frozenset({T.SUCCESS, T.FORCED_SUCCESS})
 
@@ -140,3 +167,8 @@ def workflow_sources(dst: WorkflowState) -> tuple[str, ...]:
 def task_sources(dst: TaskState) -> tuple[str, ...]:
     """The states from which ``dst`` is reachable, for conditional UPDATE ... WHERE state IN (...)."""
     return tuple(s.value for s, targets in TASK_TRANSITIONS.items() if dst in targets)
+
+
+def values(states: Iterable[StrEnum]) -> list[str]:
+    """The sorted values of ``states``: the list bound to ``state = ANY(:states)``."""
+    return sorted(str(s.value) for s in states)

@@ -12,6 +12,14 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core import task_types
+from core.states import TASK_IN_FLIGHT, TASK_UNSTARTED, TaskState, values
+
+T = TaskState
+_IN_FLIGHT = values(TASK_IN_FLIGHT)
+_UNSTARTED = values(TASK_UNSTARTED)
+_LEASED = values({T.DISPATCHED, T.RUNNING})
+# inserted rows in these states have not ended (no end time yet)
+_UNENDED = values({T.SUBMITTED, T.RUNNING})
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ class NewAttempt:
     worker_group: str
     spec: dict[str, Any]
     # a row the master decides itself is inserted final (SKIPPED, or a branch node's result)
-    state: str = "SUBMITTED"
+    state: str = T.SUBMITTED.value
     output: dict[str, Any] | None = None
     reason: str | None = None
     task_group: str | None = None
@@ -102,13 +110,13 @@ def insert_many(s: Session, attempts: list[NewAttempt]) -> list[CreatedAttempt]:
             " priority, worker_group, spec, output, reason, task_group, start_time, end_time)"
             " SELECT (x->>'w')::bigint, x->>'n', x->>'t', (x->>'a')::int, x->>'st',"
             " (x->>'p')::smallint, x->>'g', x->'s', x->'o', x->>'r', x->>'tg',"
-            " CASE WHEN x->>'st' = 'SUBMITTED' THEN NULL ELSE now() END,"
-            " CASE WHEN x->>'st' IN ('SUBMITTED', 'RUNNING') THEN NULL ELSE now() END"
+            " CASE WHEN x->>'st' = :submitted THEN NULL ELSE now() END,"
+            " CASE WHEN x->>'st' = ANY(:unended) THEN NULL ELSE now() END"
             " FROM jsonb_array_elements(CAST(:payload AS jsonb)) AS x"
             " ON CONFLICT ON CONSTRAINT uq_task_attempt DO NOTHING"
             " RETURNING id, workflow_instance_id, name, priority, worker_group"
         ),
-        {"payload": payload},
+        {"payload": payload, "submitted": T.SUBMITTED.value, "unended": _UNENDED},
     ).all()
     return [CreatedAttempt(*r) for r in rows]
 
@@ -117,25 +125,11 @@ def mark_dispatched(s: Session, ids: list[int]) -> None:
     if ids:
         s.execute(
             text(
-                "UPDATE task_instance SET state = 'DISPATCHED', dispatch_time = now()"
-                " WHERE id = ANY(:ids) AND state = 'SUBMITTED'"
+                "UPDATE task_instance SET state = :dispatched, dispatch_time = now()"
+                " WHERE id = ANY(:ids) AND state = :submitted"
             ),
-            {"ids": ids},
+            {"ids": ids, "dispatched": T.DISPATCHED.value, "submitted": T.SUBMITTED.value},
         )
-
-
-def submitted_of(s: Session, instance_ids: list[int]) -> list[CreatedAttempt]:
-    """SUBMITTED attempts of ``instance_ids`` (committed but maybe never queued)."""
-    if not instance_ids:
-        return []
-    rows = s.execute(
-        text(
-            "SELECT id, workflow_instance_id, name, priority, worker_group FROM task_instance"
-            " WHERE workflow_instance_id = ANY(:ids) AND state = 'SUBMITTED' AND parent_id IS NULL"
-        ),
-        {"ids": instance_ids},
-    ).all()
-    return [CreatedAttempt(*r) for r in rows]
 
 
 def submitted_in_order(
@@ -149,11 +143,11 @@ def submitted_in_order(
         text(
             "SELECT t.id, t.workflow_instance_id, t.name, t.priority, t.worker_group"
             " FROM task_instance t JOIN workflow_instance w ON w.id = t.workflow_instance_id"
-            " WHERE t.workflow_instance_id = ANY(:ids) AND t.state = 'SUBMITTED'"
+            " WHERE t.workflow_instance_id = ANY(:ids) AND t.state = :submitted"
             " AND t.worker_group = :g AND t.parent_id IS NULL"
             " ORDER BY w.priority, t.workflow_instance_id, t.priority, t.id LIMIT :n"
         ),
-        {"ids": instance_ids, "g": group, "n": limit},
+        {"ids": instance_ids, "g": group, "n": limit, "submitted": T.SUBMITTED.value},
     ).all()
     return [CreatedAttempt(*r) for r in rows]
 
@@ -165,10 +159,10 @@ def submitted_counts(s: Session, instance_ids: list[int]) -> dict[tuple[int, str
     rows = s.execute(
         text(
             "SELECT workflow_instance_id, worker_group, count(*) FROM task_instance"
-            " WHERE workflow_instance_id = ANY(:ids) AND state = 'SUBMITTED' AND parent_id IS NULL"
+            " WHERE workflow_instance_id = ANY(:ids) AND state = :submitted AND parent_id IS NULL"
             " GROUP BY workflow_instance_id, worker_group"
         ),
-        {"ids": instance_ids},
+        {"ids": instance_ids, "submitted": T.SUBMITTED.value},
     ).all()
     return {(int(w), str(g)): int(n) for w, g, n in rows}
 
@@ -205,11 +199,16 @@ def in_flight_of(s: Session, instance_ids: list[int]) -> list[InFlightRow]:
         text(
             "SELECT id, workflow_instance_id, state, worker_group, lease_token, dispatch_time,"
             " parent_id FROM task_instance WHERE workflow_instance_id = ANY(:ids)"
-            " AND state IN ('DISPATCHED','RUNNING')"
+            " AND state = ANY(:leased)"
             # a master-run attempt (RUNNING, no worker) is its master's, never lost
-            " AND NOT (state = 'RUNNING' AND worker_id IS NULL AND type = ANY(:logical))"
+            " AND NOT (state = :running AND worker_id IS NULL AND type = ANY(:logical))"
         ),
-        {"ids": instance_ids, "logical": task_types.master_run_types()},
+        {
+            "ids": instance_ids,
+            "leased": _LEASED,
+            "running": T.RUNNING.value,
+            "logical": task_types.master_run_types(),
+        },
     ).all()
     return [InFlightRow(*r) for r in rows]
 
@@ -218,11 +217,13 @@ def mark_need_fault_tolerance(s: Session, row: InFlightRow) -> bool:
     """CAS an attempt whose lease is gone to NEED_FAULT_TOLERANCE (state and token unchanged)."""
     res = s.execute(
         text(
-            "UPDATE task_instance SET state = 'NEED_FAULT_TOLERANCE', end_time = now()"
+            "UPDATE task_instance SET state = :nft, end_time = now()"
             " WHERE id = :id AND state = :st AND lease_token IS NOT DISTINCT FROM :tok"
-            " AND NOT (state = 'RUNNING' AND worker_id IS NULL AND type = ANY(:logical))"
+            " AND NOT (state = :running AND worker_id IS NULL AND type = ANY(:logical))"
         ),
         {
+            "nft": T.NEED_FAULT_TOLERANCE.value,
+            "running": T.RUNNING.value,
             "id": row.id,
             "st": row.state,
             "tok": row.lease_token,
@@ -251,9 +252,9 @@ def cancel_unstarted(s: Session, ids: list[int], state: str, reason: str) -> lis
     rows = s.execute(
         text(
             "UPDATE task_instance SET state = :st, end_time = now(), reason = :r"
-            " WHERE id = ANY(:ids) AND state IN ('SUBMITTED','DISPATCHED') RETURNING id"
+            " WHERE id = ANY(:ids) AND state = ANY(:unstarted) RETURNING id"
         ),
-        {"st": state, "r": reason, "ids": ids},
+        {"st": state, "r": reason, "ids": ids, "unstarted": _UNSTARTED},
     ).scalars()
     return [int(r) for r in rows]
 
@@ -263,10 +264,16 @@ def force_kill(s: Session, task_instance_id: int, lease_token: int | None, reaso
     conditional on the lease token, so the worker's later report is rejected."""
     res = s.execute(
         text(
-            "UPDATE task_instance SET state = 'KILL', end_time = now(), reason = :r"
-            " WHERE id = :id AND state = 'RUNNING' AND lease_token IS NOT DISTINCT FROM :tok"
+            "UPDATE task_instance SET state = :kill, end_time = now(), reason = :r"
+            " WHERE id = :id AND state = :running AND lease_token IS NOT DISTINCT FROM :tok"
         ),
-        {"id": task_instance_id, "tok": lease_token, "r": reason},
+        {
+            "id": task_instance_id,
+            "tok": lease_token,
+            "r": reason,
+            "kill": T.KILL.value,
+            "running": T.RUNNING.value,
+        },
     )
     return res.rowcount == 1  # type: ignore[attr-defined]
 
@@ -289,9 +296,9 @@ def task_group_free_slots(s: Session, groups: list[str]) -> dict[str, tuple[int,
         used = s.execute(
             text(
                 "SELECT count(*) FROM task_instance WHERE task_group = :g"
-                " AND state IN ('SUBMITTED','DISPATCHED','RUNNING')"
+                " AND state = ANY(:in_flight)"
             ),
-            {"g": g},
+            {"g": g, "in_flight": _IN_FLIGHT},
         ).scalar_one()
         out[g] = (int(cap), int(used))
     return out
@@ -305,10 +312,16 @@ def finish_master_run(
     res = s.execute(
         text(
             "UPDATE task_instance SET state = :st, end_time = now(), reason = :r,"
-            " output = output || CAST(:o AS jsonb) WHERE id = :id AND state = 'RUNNING'"
+            " output = output || CAST(:o AS jsonb) WHERE id = :id AND state = :running"
             " AND worker_id IS NULL"
         ),
-        {"st": state, "r": reason or None, "o": json.dumps(output), "id": task_instance_id},
+        {
+            "st": state,
+            "r": reason or None,
+            "o": json.dumps(output),
+            "id": task_instance_id,
+            "running": T.RUNNING.value,
+        },
     )
     return res.rowcount == 1  # type: ignore[attr-defined]
 

@@ -16,13 +16,13 @@ from sqlalchemy import Connection, Engine, Float, Integer, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from core.states import TaskState
+from core.states import TASK_UNSTARTED, TaskState, values
 from db.notify import task_notify_select
 
 log = logging.getLogger(__name__)
 
 # States from which a worker may start an attempt it has leased.
-STARTABLE: tuple[str, ...] = (TaskState.SUBMITTED.value, TaskState.DISPATCHED.value)
+STARTABLE: tuple[str, ...] = tuple(values(TASK_UNSTARTED))
 # Final states a worker may report for an attempt it runs.
 WORKER_FINAL: frozenset[str] = frozenset(
     {
@@ -62,18 +62,23 @@ _LOAD = text(
     " WHERE ti.id = :ti_id"
 ).columns(spec=JSONB)
 
+# the states are bound once here (``running``, ``startable``): callers never pass them
 _MARK_RUNNING = text(
-    "UPDATE task_instance SET state = 'RUNNING', host = :host, worker_id = :worker_id,"
+    "UPDATE task_instance SET state = :running, host = :host, worker_id = :worker_id,"
     " lease_token = :token, pid = :pid, log_path = :log_path, start_time = now()"
-    " WHERE id = :ti_id AND (state IN ('SUBMITTED', 'DISPATCHED') OR (state = 'RUNNING'"
+    " WHERE id = :ti_id AND (state = ANY(:startable) OR (state = :running"
     " AND worker_id = :worker_id AND lease_token = :token AND pid IS NOT DISTINCT FROM :pid))"
-).bindparams(bindparam("pid", type_=Integer))
+).bindparams(
+    bindparam("pid", type_=Integer),
+    running=TaskState.RUNNING.value,
+    startable=values(TASK_UNSTARTED),
+)
 
 _FINISH = text(
     "WITH done AS (UPDATE task_instance"
     " SET state = :state, exit_code = :exit_code, end_time = now(), output = :output,"
     " reason = COALESCE(:reason, reason)"
-    " WHERE id = :ti_id AND lease_token = :token AND state = 'RUNNING'"
+    " WHERE id = :ti_id AND lease_token = :token AND state = :running"
     " RETURNING workflow_instance_id, id, parent_id)"
     # a FANOUT sub-execution names its FANOUT attempt instead, so that its owner polls that
     f" {task_notify_select('workflow_instance_id', 'COALESCE(parent_id, id)')} FROM done"
@@ -81,6 +86,7 @@ _FINISH = text(
     bindparam("output", type_=JSONB),
     bindparam("exit_code", type_=Integer),
     bindparam("reason", type_=Text),
+    running=TaskState.RUNNING.value,
 )
 
 # One alert row, written only while the attempt is RUNNING under our token (a fenced worker
@@ -94,15 +100,15 @@ _TIMEOUT_ALERT = text(
     " 'strategy', CAST(:strategy AS text), 'worker_id', ti.worker_id, 'host', ti.host),"
     " ti.workflow_instance_id"
     " FROM task_instance ti WHERE ti.id = :ti_id AND ti.lease_token = :token"
-    " AND ti.state = 'RUNNING'"
-).bindparams(bindparam("timeout_s", type_=Float))
+    " AND ti.state = :running"
+).bindparams(bindparam("timeout_s", type_=Float), running=TaskState.RUNNING.value)
 
 # Process groups this host recorded for attempts that may still have processes: RUNNING ones
 # and those a master already failed over (NEED_FAULT_TOLERANCE) after their worker died.
 _RECORDED_GROUPS = text(
     "SELECT id, pid, worker_id, lease_token, state FROM task_instance"
-    " WHERE host = :host AND pid IS NOT NULL AND state IN ('RUNNING', 'NEED_FAULT_TOLERANCE')"
-)
+    " WHERE host = :host AND pid IS NOT NULL AND state = ANY(:maybe_alive)"
+).bindparams(maybe_alive=values({TaskState.RUNNING, TaskState.NEED_FAULT_TOLERANCE}))
 
 
 @dataclass(frozen=True)

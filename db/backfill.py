@@ -12,14 +12,15 @@ from sqlalchemy.orm import Session
 
 from core import cron
 from core.errors import NotFound, ValidationError
-from core.states import WORKFLOW_TERMINAL, CommandType, Priority
+from core.states import WORKFLOW_TERMINAL, BackfillState, CommandType, Priority, values
 from db import definitions, runs
 from db import schedules as q_schedules
 from db.models import Backfill, BackfillRun
 
 MAX_DATES = 10000
 DAILY = "0 0 * * *"
-TERMINAL = tuple(sorted(s.value for s in WORKFLOW_TERMINAL))
+B = BackfillState
+TERMINAL = tuple(values(WORKFLOW_TERMINAL))
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def create(s: Session, req: BackfillRequest) -> tuple[Backfill, list[int]]:
         mode=req.mode,
         parallelism=1 if req.mode == "SERIAL" else req.parallelism,
         sort_order=req.order,
-        state="RUNNING",
+        state=B.RUNNING.value,
         timezone=tz,
         cron=None if req.dates else expr,
         priority=None if req.priority is None else int(req.priority),
@@ -95,7 +96,8 @@ def create(s: Session, req: BackfillRequest) -> tuple[Backfill, list[int]]:
 
 def running_ids(s: Session, limit: int = 500) -> list[int]:
     rows = s.execute(
-        text("SELECT id FROM backfill WHERE state = 'RUNNING' ORDER BY id LIMIT :n"), {"n": limit}
+        text("SELECT id FROM backfill WHERE state = :running ORDER BY id LIMIT :n"),
+        {"n": limit, "running": B.RUNNING.value},
     ).all()
     return [int(r[0]) for r in rows]
 
@@ -118,10 +120,10 @@ def active_count(s: Session, backfill_id: int) -> int:
 def submit_next(s: Session, bf: Backfill) -> list[int]:
     """Submit the next dates while fewer than the limit are unfinished (caller holds the row
     lock); finish the backfill when every date's instance is terminal."""
-    if bf.state != "RUNNING":
+    if bf.state != B.RUNNING:
         return []
     if definitions.get_definition(s, bf.workflow_id).deleted:
-        bf.state, bf.end_time = "STOPPED", datetime.now(UTC)
+        bf.state, bf.end_time = B.STOPPED.value, datetime.now(UTC)
         return []
     active = active_count(s, bf.id)
     slots = bf.parallelism - active
@@ -152,7 +154,7 @@ def submit_next(s: Session, bf: Backfill) -> list[int]:
         bf.updated_at = datetime.now(UTC)
         s.flush()
     elif active == 0 and slots > 0:
-        bf.state, bf.end_time = "DONE", datetime.now(UTC)
+        bf.state, bf.end_time = B.DONE.value, datetime.now(UTC)
         s.flush()
     return submitted
 
@@ -162,8 +164,8 @@ def stop(s: Session, backfill_id: int) -> Backfill:
     bf = lock(s, backfill_id)
     if bf is None:
         raise NotFound(f"backfill {backfill_id} not found", {"backfill_id": backfill_id})
-    if bf.state == "RUNNING":
-        bf.state, bf.end_time = "STOPPED", datetime.now(UTC)
+    if bf.state == B.RUNNING:
+        bf.state, bf.end_time = B.STOPPED.value, datetime.now(UTC)
         s.flush()
     return bf
 

@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound
 from core.states import (
+    WORKFLOW_TERMINAL,
     CommandType,
     TaskState,
     WorkflowState,
     can_transition_task,
     can_transition_workflow,
 )
-from db import instances as q_instances
+from db import children as q_children
 from db.models import Command, TaskInstance, WorkflowInstance
 from db.notify import notify_masters, notify_owner
 
@@ -55,7 +56,7 @@ def _refuse(row: WorkflowInstance, what: str, why: str) -> Conflict:
 def _set_state(row: WorkflowInstance, state: WorkflowState, reason: str) -> None:
     row.state = state.value
     row.reason = reason
-    if state in (W.STOP, W.FAILURE, W.SUCCESS):
+    if state in WORKFLOW_TERMINAL:
         row.end_time = func.now()  # type: ignore[assignment]
 
 
@@ -71,8 +72,8 @@ def stop(s: Session, instance_id: int) -> Accepted:
         s.execute(text("DELETE FROM command WHERE instance_id = :i"), {"i": row.id})
         s.flush()
         # no master drives it: end its parent SUB_PROCESS attempt, stop its paused children
-        q_instances.settle_parent(s, row.id, W.STOP)
-        for child in q_instances.live_children(s, row.id):
+        q_children.settle_parent(s, row.id, W.STOP)
+        for child in q_children.live_children(s, row.id):
             stop(s, child)
         return Accepted(row.id, W.STOP.value, "stopped")
     if not can_transition_workflow(state, W.READY_STOP):
@@ -185,8 +186,8 @@ def kill_task(s: Session, task_instance_id: int, lease_alive: bool | None) -> Ac
             t.reason = "killed by request"
         t.end_time = func.now()  # type: ignore[assignment]
         notify_owner(s, t.workflow_instance_id, t.id)
-        child = q_instances.child_of(s, t.id) if not t.worker_id else None
-        if child is not None and child.state not in ("SUCCESS", "FAILURE", "STOP"):
+        child = q_children.child_of(s, t.id) if not t.worker_id else None
+        if child is not None and W(child.state) not in WORKFLOW_TERMINAL:
             s.flush()
             stop(s, child.id)  # a SUB_PROCESS attempt's child stops with it
         return Accepted(t.workflow_instance_id, T.KILL.value, "killed", t.id)

@@ -10,9 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.dependent import Resolved
-from core.states import TASK_SUCCESSFUL, WorkflowState
+from core.states import TASK_SUCCESSFUL, TaskState, WorkflowState, values
 
-_SUCCESSFUL_TASK = sorted(s.value for s in TASK_SUCCESSFUL)
+_SUCCESSFUL_TASK = values(TASK_SUCCESSFUL)
 
 # the instance's base time: its schedule time, else (an unscheduled run) its start time
 _BASE = "COALESCE(wi.schedule_time, wi.start_time)"
@@ -95,9 +95,9 @@ def note_waiting(s: Session, task_instance_id: int, reason: str) -> bool:
     """Show what a RUNNING DEPENDENT attempt waits for in its reason; True when it changed."""
     res = s.execute(
         text(
-            "UPDATE task_instance SET reason = :r WHERE id = :id AND state = 'RUNNING'"
+            "UPDATE task_instance SET reason = :r WHERE id = :id AND state = :running"
             " AND reason IS DISTINCT FROM :r"
         ),
-        {"r": reason, "id": task_instance_id},
+        {"r": reason, "id": task_instance_id, "running": TaskState.RUNNING.value},
     )
     return res.rowcount == 1  # type: ignore[attr-defined]

@@ -12,13 +12,18 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from core.states import TASK_UNSTARTED, TaskState, values
+
+T = TaskState
+_UNSTARTED = values(TASK_UNSTARTED)
+
 
 @dataclass(frozen=True)
 class NewSub:
     host: str
     name: str
     spec: dict[str, Any]
-    state: str = "SUBMITTED"  # or FAILURE, with a reason, for a target known dead at start
+    state: str = T.SUBMITTED.value  # or FAILURE, with a reason, for a target known dead at start
     reason: str | None = None
 
 
@@ -87,8 +92,8 @@ def insert_subs(s: Session, instance_id: int, parent_id: int, subs: list[NewSub]
             " end_time)"
             " SELECT :w, x->>'n', 'SHELL', :a, x->>'st', :p, :g, x->'s', '{}'::jsonb, x->>'r',"
             " :parent, x->>'h',"
-            " CASE WHEN x->>'st' = 'SUBMITTED' THEN NULL ELSE now() END,"
-            " CASE WHEN x->>'st' = 'SUBMITTED' THEN NULL ELSE now() END"
+            " CASE WHEN x->>'st' = :submitted THEN NULL ELSE now() END,"
+            " CASE WHEN x->>'st' = :submitted THEN NULL ELSE now() END"
             " FROM jsonb_array_elements(CAST(:payload AS jsonb)) AS x"
             " ON CONFLICT DO NOTHING RETURNING id"
         ),
@@ -99,6 +104,7 @@ def insert_subs(s: Session, instance_id: int, parent_id: int, subs: list[NewSub]
             "g": group,
             "parent": parent_id,
             "payload": payload,
+            "submitted": T.SUBMITTED.value,
         },
     ).scalars()
     return [int(i) for i in rows]
@@ -118,23 +124,6 @@ def subs_of(s: Session, parent_id: int) -> list[SubRow]:
         {"p": parent_id},
     ).all()
     return [_sub(r) for r in rows]
-
-
-def subs_of_many(s: Session, parent_ids: list[int]) -> dict[int, list[SubRow]]:
-    """Sub-executions per FANOUT attempt (an attempt without any is absent)."""
-    if not parent_ids:
-        return {}
-    rows = s.execute(
-        text(
-            f"SELECT parent_id, {_SUB_COLS} FROM task_instance WHERE parent_id = ANY(:p)"
-            " ORDER BY parent_id, id"
-        ),
-        {"p": parent_ids},
-    ).all()
-    out: dict[int, list[SubRow]] = {}
-    for r in rows:
-        out.setdefault(int(r[0]), []).append(_sub(r[1:]))
-    return out
 
 
 def _sub(r: Any) -> SubRow:
@@ -162,10 +151,10 @@ def mark_dispatched(s: Session, ids: list[int]) -> None:
     if ids:
         s.execute(
             text(
-                "UPDATE task_instance SET state = 'DISPATCHED', dispatch_time = now()"
-                " WHERE id = ANY(:ids) AND state = 'SUBMITTED' AND parent_id IS NOT NULL"
+                "UPDATE task_instance SET state = :dispatched, dispatch_time = now()"
+                " WHERE id = ANY(:ids) AND state = :submitted AND parent_id IS NOT NULL"
             ),
-            {"ids": ids},
+            {"ids": ids, "dispatched": T.DISPATCHED.value, "submitted": T.SUBMITTED.value},
         )
 
 
@@ -177,15 +166,9 @@ def fail_unstarted(s: Session, ids: list[int], state: str, reason: str) -> list[
     rows = s.execute(
         text(
             "UPDATE task_instance SET state = :st, end_time = now(), reason = :r"
-            " WHERE id = ANY(:ids) AND state IN ('SUBMITTED', 'DISPATCHED')"
+            " WHERE id = ANY(:ids) AND state = ANY(:unstarted)"
             " AND parent_id IS NOT NULL RETURNING id"
         ),
-        {"ids": ids, "st": state, "r": reason},
+        {"ids": ids, "st": state, "r": reason, "unstarted": _UNSTARTED},
     ).scalars()
     return [int(i) for i in rows]
-
-
-def parent_id_of(s: Session, task_instance_id: int) -> int | None:
-    return s.execute(
-        text("SELECT parent_id FROM task_instance WHERE id = :id"), {"id": task_instance_id}
-    ).scalar_one_or_none()

@@ -10,8 +10,28 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core.states import WORKFLOW_TERMINAL, WorkflowState, workflow_sources
-from db.notify import notify_owner
+from core.states import WORKFLOW_TERMINAL, WorkflowState, values, workflow_sources
+
+# The SUB_PROCESS child queries live in db/children.py; the ``as`` names are re-exported for
+# master/sub_process.py, which still calls them as db.instances.<name>.
+from db.children import child_of as child_of
+from db.children import create_child as create_child
+from db.children import nesting_depth as nesting_depth
+from db.children import previous_child as previous_child
+from db.children import relink_child as relink_child
+from db.children import settle_parent
+
+W = WorkflowState
+# The states the statements below bind by name (each call passes them all: **_S).
+_S: dict[str, Any] = {
+    "running": W.RUNNING.value,
+    "submitted": W.SUBMITTED.value,
+    "terminal": values(WORKFLOW_TERMINAL),
+    # not what an owner drives: terminal, or resting (paused, waiting its serial turn)
+    "not_driven": values(WORKFLOW_TERMINAL | {W.PAUSE, W.SERIAL_WAIT}),
+    # not what a failover adopts: terminal, or SUBMITTED (no owner yet)
+    "not_adoptable": values(WORKFLOW_TERMINAL | {W.SUBMITTED}),
+}
 
 
 @dataclass(frozen=True)
@@ -40,10 +60,10 @@ def take_ownership(s: Session, instance_id: int, owner: str, epoch: int) -> bool
     """SUBMITTED -> RUNNING owned by (owner, epoch); False when another master won or it moved."""
     res = s.execute(
         text(
-            "UPDATE workflow_instance SET state = 'RUNNING', owner = :o, owner_epoch = :e,"
-            " start_time = now() WHERE id = :id AND state = 'SUBMITTED'"
+            "UPDATE workflow_instance SET state = :running, owner = :o, owner_epoch = :e,"
+            " start_time = now() WHERE id = :id AND state = :submitted"
         ),
-        {"o": owner, "e": epoch, "id": instance_id},
+        {"o": owner, "e": epoch, "id": instance_id, **_S},
     )
     return res.rowcount == 1  # type: ignore[attr-defined]
 
@@ -66,7 +86,7 @@ def create_owned(
         text(
             "INSERT INTO workflow_instance (workflow_id, version, state, priority, params,"
             " run_options, command_type, schedule_id, schedule_time, start_time, owner,"
-            " owner_epoch) VALUES (:w, :v, 'RUNNING', :p, CAST(:params AS jsonb), '{}', :ct,"
+            " owner_epoch) VALUES (:w, :v, :running, :p, CAST(:params AS jsonb), '{}', :ct,"
             " :sid, :st, now(), :o, :e) RETURNING id"
         ),
         {
@@ -79,6 +99,7 @@ def create_owned(
             "st": schedule_time,
             "o": owner,
             "e": epoch,
+            **_S,
         },
     ).scalar_one()
     return int(row)
@@ -90,9 +111,9 @@ def load_owned(
     """Our non-terminal instances (optionally only ``ids``)."""
     sql = (
         f"SELECT {_COLS} FROM workflow_instance WHERE owner = :o AND owner_epoch = :e"
-        " AND state NOT IN ('SUCCESS','FAILURE','STOP','PAUSE','SERIAL_WAIT')"
+        " AND state <> ALL(:not_driven)"
     )
-    args: dict[str, Any] = {"o": owner, "e": epoch}
+    args: dict[str, Any] = {"o": owner, "e": epoch, **_S}
     if ids is not None:
         sql += " AND id = ANY(:ids)"
         args["ids"] = ids
@@ -106,9 +127,9 @@ def lock_owned(s: Session, ids: list[int], owner: str, epoch: int) -> set[int]:
     rows = s.execute(
         text(
             "SELECT id FROM workflow_instance WHERE id = ANY(:ids) AND owner = :o"
-            " AND owner_epoch = :e AND state NOT IN ('SUCCESS','FAILURE','STOP') FOR SHARE"
+            " AND owner_epoch = :e AND state <> ALL(:terminal) FOR SHARE"
         ),
-        {"ids": ids, "o": owner, "e": epoch},
+        {"ids": ids, "o": owner, "e": epoch, **_S},
     ).scalars()
     return {int(r) for r in rows}
 
@@ -169,8 +190,9 @@ def active_owners(s: Session) -> list[tuple[int, str | None, int | None]]:
     rows = s.execute(
         text(
             "SELECT id, owner, owner_epoch FROM workflow_instance WHERE owner IS NOT NULL"
-            " AND state NOT IN ('SUCCESS','FAILURE','STOP','SUBMITTED')"
-        )
+            " AND state <> ALL(:not_adoptable)"
+        ),
+        _S,
     ).all()
     return [(int(r[0]), r[1], r[2]) for r in rows]
 
@@ -188,9 +210,9 @@ def adopt(
         text(
             "UPDATE workflow_instance SET owner = :o, owner_epoch = :e WHERE id = :id"
             " AND owner IS NOT DISTINCT FROM :oo AND owner_epoch IS NOT DISTINCT FROM :oe"
-            " AND state NOT IN ('SUCCESS','FAILURE','STOP')"
+            " AND state <> ALL(:terminal)"
         ),
-        {"o": owner, "e": epoch, "id": instance_id, "oo": old_owner, "oe": old_epoch},
+        {"o": owner, "e": epoch, "id": instance_id, "oo": old_owner, "oe": old_epoch, **_S},
     )
     return res.rowcount == 1  # type: ignore[attr-defined]
 
@@ -229,168 +251,9 @@ def restart(
     )
     res = s.execute(
         text(
-            "UPDATE workflow_instance SET state = 'RUNNING', owner = :o, owner_epoch = :e,"
+            "UPDATE workflow_instance SET state = :running, owner = :o, owner_epoch = :e,"
             f" start_time = now(), reason = NULL{run_sql} WHERE id = :id AND state = ANY(:src)"
         ),
-        {"o": owner, "e": epoch, "id": instance_id, "src": sources, "keep": keep_successes},
+        {"o": owner, "e": epoch, "id": instance_id, "src": sources, "keep": keep_successes, **_S},
     )
     return res.rowcount == 1  # type: ignore[attr-defined]
-
-
-# SUB_PROCESS children ------------------------------------------------------------------------
-
-# A child's end -> its parent attempt's state (a PAUSE only while the parent is pausing).
-CHILD_TO_ATTEMPT = {
-    WorkflowState.SUCCESS: "SUCCESS",
-    WorkflowState.FAILURE: "FAILURE",
-    WorkflowState.STOP: "KILL",
-    WorkflowState.PAUSE: "PAUSE",
-}
-
-
-def settle_parent(s: Session, child_id: int, state: WorkflowState) -> bool:
-    """In the transaction that ended a child instance: finish its parent SUB_PROCESS attempt
-    (still RUNNING) with the child's result and wake the parent's master. A paused child pauses
-    its attempt only while the parent instance is pausing; otherwise the attempt waits."""
-    target = CHILD_TO_ATTEMPT.get(state)
-    if target is None:
-        return False
-    row = s.execute(
-        text(
-            "UPDATE task_instance t SET state = :ts, end_time = now(), reason = :r"
-            " FROM workflow_instance c, workflow_instance p"
-            " WHERE c.id = :child AND t.id = c.parent_task_instance_id AND t.state = 'RUNNING'"
-            " AND t.worker_id IS NULL AND p.id = t.workflow_instance_id"
-            " AND (:ts <> 'PAUSE' OR p.state = 'READY_PAUSE')"
-            " RETURNING t.workflow_instance_id, t.id"
-        ),
-        {"ts": target, "child": child_id, "r": f"child instance {child_id} {state.value}"},
-    ).first()
-    if row is None:
-        return False
-    notify_owner(s, int(row[0]), int(row[1]))
-    return True
-
-
-@dataclass(frozen=True)
-class ChildRow:
-    id: int
-    state: str
-    owner: str | None
-    owner_epoch: int | None
-
-
-def child_of(s: Session, task_instance_id: int) -> ChildRow | None:
-    """The child instance of a SUB_PROCESS attempt (at most one: a unique index)."""
-    r = s.execute(
-        text(
-            "SELECT id, state, owner, owner_epoch FROM workflow_instance"
-            " WHERE parent_task_instance_id = :t"
-        ),
-        {"t": task_instance_id},
-    ).first()
-    return ChildRow(int(r[0]), str(r[1]), r[2], r[3]) if r is not None else None
-
-
-def children_of(s: Session, task_instance_ids: list[int]) -> dict[int, int]:
-    """attempt id -> its child instance id, for those of ``task_instance_ids`` that have one."""
-    if not task_instance_ids:
-        return {}
-    rows = s.execute(
-        text(
-            "SELECT parent_task_instance_id, id FROM workflow_instance"
-            " WHERE parent_task_instance_id = ANY(:ids)"
-        ),
-        {"ids": task_instance_ids},
-    ).all()
-    return {int(p): int(c) for p, c in rows}
-
-
-def live_children(s: Session, instance_id: int) -> list[int]:
-    """Non-terminal child instances of any attempt of ``instance_id``."""
-    rows = s.execute(
-        text(
-            "SELECT c.id FROM workflow_instance c JOIN task_instance t"
-            " ON t.id = c.parent_task_instance_id WHERE t.workflow_instance_id = :i"
-            " AND c.state NOT IN ('SUCCESS','FAILURE','STOP') ORDER BY c.id"
-        ),
-        {"i": instance_id},
-    ).scalars()
-    return [int(r) for r in rows]
-
-
-def previous_child(
-    s: Session, instance_id: int, name: str, before_id: int
-) -> tuple[int, str, ChildRow | None] | None:
-    """The latest earlier attempt of task ``name`` (id, state) and its child, if any."""
-    r = s.execute(
-        text(
-            "SELECT id, state FROM task_instance WHERE workflow_instance_id = :i AND name = :n"
-            " AND id < :b ORDER BY attempt DESC LIMIT 1"
-        ),
-        {"i": instance_id, "n": name, "b": before_id},
-    ).first()
-    if r is None:
-        return None
-    return int(r[0]), str(r[1]), child_of(s, int(r[0]))
-
-
-def relink_child(s: Session, child_id: int, task_instance_id: int) -> None:
-    """Hand a paused attempt's child to the attempt that resumes it."""
-    s.execute(
-        text("UPDATE workflow_instance SET parent_task_instance_id = :t WHERE id = :c"),
-        {"t": task_instance_id, "c": child_id},
-    )
-
-
-def nesting_depth(s: Session, instance_id: int) -> int:
-    """How many SUB_PROCESS parents ``instance_id`` has above it (0 for a top-level run)."""
-    return int(
-        s.execute(
-            text(
-                "WITH RECURSIVE up(id, parent, depth) AS ("
-                " SELECT id, parent_task_instance_id, 0 FROM workflow_instance WHERE id = :i"
-                " UNION ALL SELECT w.id, w.parent_task_instance_id, up.depth + 1"
-                " FROM up JOIN task_instance t ON t.id = up.parent"
-                " JOIN workflow_instance w ON w.id = t.workflow_instance_id WHERE up.depth < 1000)"
-                " SELECT max(depth) FROM up"
-            ),
-            {"i": instance_id},
-        ).scalar_one()
-    )
-
-
-def create_child(
-    s: Session,
-    *,
-    workflow_id: int,
-    parent: InstanceRow,
-    task_instance_id: int,
-    params: dict[str, Any],
-    run_options: dict[str, Any],
-    owner: str,
-    epoch: int,
-) -> int | None:
-    """Create a SUB_PROCESS child: RUNNING, owned by (owner, epoch) at once, of the workflow's
-    latest version, with the parent's schedule time and priority, linked to the parent attempt.
-    None when the workflow does not exist (or was deleted)."""
-    row = s.execute(
-        text(
-            "INSERT INTO workflow_instance (workflow_id, version, state, priority, params,"
-            " run_options, command_type, schedule_time, start_time, owner, owner_epoch,"
-            " parent_task_instance_id) SELECT d.id, d.latest_version, 'RUNNING', :p,"
-            " CAST(:params AS jsonb), CAST(:ro AS jsonb), 'SUB_PROCESS', :st, now(), :o, :e, :t"
-            " FROM workflow_definition d WHERE d.id = :w AND NOT d.deleted RETURNING id"
-        ),
-        {
-            "w": workflow_id,
-            "p": parent.priority,
-            "params": _json(params),
-            "ro": _json(run_options),
-            "st": parent.schedule_time,
-            "o": owner,
-            "e": epoch,
-            "t": task_instance_id,
-        },
-    ).scalar_one_or_none()
-    return int(row) if row is not None else None

@@ -24,12 +24,27 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from core.states import BackfillState, TaskState, WorkflowState
+
+W, T = WorkflowState, TaskState
+
 
 class Base(DeclarativeBase):
     pass
 
 
 TS = DateTime(timezone=True)
+
+
+def _states(*states: str) -> str:
+    """``'A','B'``: the SQL list of a partial index's predicate (DDL takes no bound values)."""
+    return ",".join(f"'{s}'" for s in states)
+
+
+# the partial indexes' predicates, as the migrations wrote them
+_WF_LIVE = f"state NOT IN ({_states(W.SUCCESS, W.FAILURE, W.STOP)})"
+_TI_IN_FLIGHT = f"state IN ({_states(T.SUBMITTED, T.DISPATCHED, T.RUNNING)})"
+_TI_LEASED = f"state IN ({_states(T.DISPATCHED, T.RUNNING)})"
 
 
 class WorkflowDefinition(Base):
@@ -148,7 +163,7 @@ class WorkflowInstance(Base):
             "ix_wfi_owner_active",
             "owner",
             "owner_epoch",
-            postgresql_where=text("state NOT IN ('SUCCESS','FAILURE','STOP')"),
+            postgresql_where=text(_WF_LIVE),
         ),
     )
 
@@ -201,19 +216,17 @@ class TaskInstance(Base):
         Index(
             "ix_ti_active_state",
             "state",
-            postgresql_where=text("state IN ('SUBMITTED','DISPATCHED','RUNNING')"),
+            postgresql_where=text(_TI_IN_FLIGHT),
         ),
         Index(
             "ix_ti_task_group_active",
             "task_group",
-            postgresql_where=text(
-                "task_group IS NOT NULL AND state IN ('SUBMITTED','DISPATCHED','RUNNING')"
-            ),
+            postgresql_where=text(f"task_group IS NOT NULL AND {_TI_IN_FLIGHT}"),
         ),
         Index(
             "ix_ti_worker_active",
             "worker_id",
-            postgresql_where=text("state IN ('DISPATCHED','RUNNING')"),
+            postgresql_where=text(_TI_LEASED),
         ),
     )
 
@@ -265,7 +278,9 @@ class Backfill(Base):
     parallelism: Mapped[int] = mapped_column(Integer, nullable=False)
     sort_order: Mapped[str] = mapped_column(String(4), nullable=False, default="ASC")
     # RUNNING until every date's instance is terminal, then DONE (or STOPPED)
-    state: Mapped[str] = mapped_column(String(16), nullable=False, default="RUNNING")
+    state: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=BackfillState.RUNNING.value
+    )
     timezone: Mapped[str] = mapped_column(String(64), nullable=False, default="UTC")
     cron: Mapped[str | None] = mapped_column(String(200))
     priority: Mapped[int | None] = mapped_column(SmallInteger)
@@ -276,7 +291,11 @@ class Backfill(Base):
     end_time: Mapped[datetime | None] = mapped_column(TS)
     __table_args__ = (
         CheckConstraint("parallelism >= 1", name="ck_backfill_parallelism"),
-        Index("ix_backfill_running", "id", postgresql_where=text("state = 'RUNNING'")),
+        Index(
+            "ix_backfill_running",
+            "id",
+            postgresql_where=text(f"state = {_states(BackfillState.RUNNING)}"),
+        ),
     )
 
 

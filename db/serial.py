@@ -4,12 +4,25 @@ ends. Both hold a transaction-scoped advisory lock per workflow, so they never i
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from core.states import SERIAL_EXECUTION, ExecutionType, WorkflowState, values
+
+W = WorkflowState
 # States in which a run of a workflow counts as running for serial execution.
-ACTIVE = ("RUNNING", "READY_PAUSE", "PAUSE", "READY_STOP", "FAILOVER")
-SERIAL_TYPES = frozenset({"SERIAL_WAIT", "SERIAL_DISCARD", "SERIAL_PRIORITY"})
+ACTIVE = frozenset({W.RUNNING, W.READY_PAUSE, W.PAUSE, W.READY_STOP, W.FAILOVER})
+SERIAL_TYPES = frozenset(e.value for e in SERIAL_EXECUTION)
+# The states the statements below bind by name (each call passes them all: **_S).
+_S: dict[str, Any] = {
+    "active": values(ACTIVE),
+    "waiting": W.SERIAL_WAIT.value,
+    "submitted": W.SUBMITTED.value,
+    "running": W.RUNNING.value,
+    "stop": W.STOP.value,
+}
 
 
 def lock_workflow(s: Session, workflow_id: int) -> None:
@@ -27,7 +40,7 @@ def execution_type(s: Session, workflow_id: int, version: int) -> str:
         ),
         {"w": workflow_id, "v": version},
     ).scalar_one_or_none()
-    return str(value or "PARALLEL").upper()
+    return str(value or ExecutionType.PARALLEL).upper()
 
 
 def _blocker(s: Session, workflow_id: int, instance_id: int) -> int | None:
@@ -35,10 +48,10 @@ def _blocker(s: Session, workflow_id: int, instance_id: int) -> int | None:
     row = s.execute(
         text(
             "SELECT id FROM workflow_instance WHERE workflow_id = :w AND id <> :i"
-            " AND (state = ANY(:active) OR (state = 'SERIAL_WAIT' AND id < :i))"
+            " AND (state = ANY(:active) OR (state = :waiting AND id < :i))"
             " ORDER BY id LIMIT 1"
         ),
-        {"w": workflow_id, "i": instance_id, "active": list(ACTIVE)},
+        {"w": workflow_id, "i": instance_id, **_S},
     ).scalar_one_or_none()
     return int(row) if row is not None else None
 
@@ -53,17 +66,17 @@ def admit(s: Session, workflow_id: int, version: int, instance_id: int) -> tuple
     blocker = _blocker(s, workflow_id, instance_id)
     if blocker is None:
         return None
-    if kind == "SERIAL_DISCARD":
-        state, reason = "STOP", f"discarded: run {blocker} of this workflow is running"
+    if kind == ExecutionType.SERIAL_DISCARD:
+        state, reason = W.STOP.value, f"discarded: run {blocker} of this workflow is running"
     else:
-        state, reason = "SERIAL_WAIT", f"waiting for run {blocker} of this workflow"
+        state, reason = W.SERIAL_WAIT.value, f"waiting for run {blocker} of this workflow"
     res = s.execute(
         text(
             "UPDATE workflow_instance SET state = :st, reason = :r,"
-            " end_time = CASE WHEN :st = 'STOP' THEN now() ELSE NULL END"
-            " WHERE id = :i AND state = 'SUBMITTED'"
+            " end_time = CASE WHEN :st = :stop THEN now() ELSE NULL END"
+            " WHERE id = :i AND state = :submitted"
         ),
-        {"st": state, "r": reason, "i": instance_id},
+        {"st": state, "r": reason, "i": instance_id, **_S},
     )
     return (state, reason) if res.rowcount == 1 else None  # type: ignore[attr-defined]
 
@@ -74,26 +87,26 @@ def promote_next(s: Session, workflow_id: int, kind: str, owner: str, epoch: int
     lock_workflow(s, workflow_id)
     active = s.execute(
         text("SELECT 1 FROM workflow_instance WHERE workflow_id = :w AND state = ANY(:a) LIMIT 1"),
-        {"w": workflow_id, "a": list(ACTIVE)},
+        {"w": workflow_id, "a": values(ACTIVE)},
     ).first()
     if active is not None:
         return None
-    order = "priority, id" if kind == "SERIAL_PRIORITY" else "id"
+    order = "priority, id" if kind == ExecutionType.SERIAL_PRIORITY else "id"
     nxt = s.execute(
         text(
-            "SELECT id FROM workflow_instance WHERE workflow_id = :w AND state = 'SERIAL_WAIT'"
+            "SELECT id FROM workflow_instance WHERE workflow_id = :w AND state = :waiting"
             f" ORDER BY {order} LIMIT 1 FOR UPDATE"
         ),
-        {"w": workflow_id},
+        {"w": workflow_id, **_S},
     ).scalar_one_or_none()
     if nxt is None:
         return None
     s.execute(
         text(
-            "UPDATE workflow_instance SET state = 'RUNNING', owner = :o, owner_epoch = :e,"
-            " start_time = now(), reason = NULL WHERE id = :i AND state = 'SERIAL_WAIT'"
+            "UPDATE workflow_instance SET state = :running, owner = :o, owner_epoch = :e,"
+            " start_time = now(), reason = NULL WHERE id = :i AND state = :waiting"
         ),
-        {"o": owner, "e": epoch, "i": nxt},
+        {"o": owner, "e": epoch, "i": nxt, **_S},
     )
     return int(nxt)
 
@@ -104,9 +117,9 @@ def stalled(s: Session) -> list[tuple[int, int]]:
     rows = s.execute(
         text(
             "SELECT DISTINCT w.workflow_id, w.version FROM workflow_instance w"
-            " WHERE w.state = 'SERIAL_WAIT' AND NOT EXISTS (SELECT 1 FROM workflow_instance a"
-            " WHERE a.workflow_id = w.workflow_id AND a.state = ANY(:a))"
+            " WHERE w.state = :waiting AND NOT EXISTS (SELECT 1 FROM workflow_instance a"
+            " WHERE a.workflow_id = w.workflow_id AND a.state = ANY(:active))"
         ),
-        {"a": list(ACTIVE)},
+        _S,
     ).all()
     return [(int(r[0]), int(r[1])) for r in rows]

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound
+from core.states import TASK_IN_FLIGHT, values
 from db.models import TaskGroup
 
 
@@ -30,9 +31,9 @@ def _in_use(s: Session, names: list[str]) -> dict[str, int]:
     rows = s.execute(
         text(
             "SELECT task_group, count(*) FROM task_instance WHERE task_group = ANY(:g)"
-            " AND state IN ('SUBMITTED','DISPATCHED','RUNNING') GROUP BY task_group"
+            " AND state = ANY(:in_flight) GROUP BY task_group"
         ),
-        {"g": names},
+        {"g": names, "in_flight": values(TASK_IN_FLIGHT)},
     ).all()
     return {str(r[0]): int(r[1]) for r in rows}
 

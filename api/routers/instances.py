@@ -26,11 +26,15 @@ from api.schemas import (
     TaskInstancePage,
 )
 from core.errors import ValidationError
-from core.states import WorkflowState
+from core.states import TASK_UNSTARTED, WorkflowState, values
+from db import children as q_children
 from db import control, runs
-from db import instances as q_instances
 
 log = logging.getLogger(__name__)
+
+# queued attempts that may be waiting for a live worker of their group
+UNSTARTED = frozenset(values(TASK_UNSTARTED))
+
 router = APIRouter(prefix="/instances", tags=["instances"], responses=ERROR_RESPONSES)
 
 
@@ -78,7 +82,7 @@ def get_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Insta
         names = runs.workflow_names(s, [instance.workflow_id])
         detail = InstanceDetail.from_rows(instance, names.get(instance.workflow_id), tasks)
         subs = [t.id for t in detail.tasks if t.type == "SUB_PROCESS"]
-        children = q_instances.children_of(s, subs) if subs else {}
+        children = q_children.children_of(s, subs) if subs else {}
         for t in detail.tasks:
             t.child_instance_id = children.get(t.id)
     explain_waiting(ctx, detail.tasks)
@@ -87,7 +91,7 @@ def get_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Insta
 
 def explain_waiting(ctx: ApiContext, tasks: list[TaskAttemptSummary]) -> None:
     """Say why queued attempts are not running: no live worker in their group."""
-    queued = [t for t in tasks if t.state in ("SUBMITTED", "DISPATCHED")]
+    queued = [t for t in tasks if t.state in UNSTARTED]
     if not queued or not ctx.zk_connected():
         return
     live: dict[str, int] = {}
