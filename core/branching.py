@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import ExpressionError
 from core.task_fields import FieldProblem
 
 CONDITIONS = "CONDITIONS"
@@ -37,10 +38,6 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "upper": lambda s: str(s).upper(),
 }
 _CONSTANTS = {"true": True, "false": False, "True": True, "False": False}
-
-
-class ExpressionError(ValueError):
-    """A SWITCH expression that cannot be parsed or evaluated; the message says why."""
 
 
 def _compile(expr: str) -> tuple[ast.Expression, list[str]]:

@@ -12,16 +12,12 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 
 from core import secret_files
-from core.errors import ConfigError
+from core.errors import SecretError
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 KEY_FILE = "secret.key"
-
-
-class SecretError(ConfigError):
-    """A stored secret cannot be decrypted with this key (another key, or corrupted)."""
 
 
 def key_file(settings: Settings) -> Path:

@@ -61,13 +61,6 @@ class DatabaseUnavailable(DagkeeperError):
     http_status = 503
 
 
-class StaleEpoch(DagkeeperError):
-    """A write was refused because the writer's epoch or lease token is no longer current."""
-
-    code = "stale_epoch"
-    http_status = 409
-
-
 class Forbidden(DagkeeperError):
     """Authenticated, but the request reaches outside what it may touch (e.g. a log path)."""
 
@@ -90,3 +83,25 @@ class LogRequestError(DagkeeperError):
     def __init__(self, http_status: int, message: str) -> None:
         super().__init__(message)
         self.http_status = int(http_status)
+
+
+class ExpressionError(DagkeeperError, ValueError):
+    """A SWITCH expression that cannot be parsed or evaluated; the message says why."""
+
+    code = "invalid_expression"
+    http_status = 422
+
+
+class SecretError(ConfigError):
+    """A stored secret cannot be decrypted with this key (another key, or corrupted)."""
+
+
+class LogPathRefused(Forbidden):
+    """A log path that resolves outside the log directory (``..``, absolute, a symlink)."""
+
+
+class ChildDied(DagkeeperError):
+    """A daemon of ``dagkeeper standalone`` exited while it should have been running."""
+
+    code = "child_died"
+    http_status = 500

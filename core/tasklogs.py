@@ -10,13 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import secret_files
+from core.errors import LogPathRefused
 from core.settings import Settings
 
 TOKEN_FILE = "log-token"  # noqa: S105 - a file name, not a secret
-
-
-class LogPathRefused(Exception):
-    """A log path that resolves outside the log directory (``..``, absolute, a symlink)."""
 
 
 def resolve_token(settings: Settings) -> str:

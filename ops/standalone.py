@@ -21,10 +21,10 @@ from typing import Any
 
 import httpx
 
-from core.errors import ConfigError
+from core.errors import ChildDied, ConfigError
 from core.logs import setup_logging
 from core.settings import Settings
-from core.states import WORKFLOW_TERMINAL, WorkflowState
+from core.states import WORKFLOW_TERMINAL, TaskState, WorkflowState
 from ops.localserver import LOOPBACK, PostgresServer, ZookeeperServer, tail
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,6 @@ DEMO_SPEC: dict[str, Any] = {
         {"name": "d", "type": "SHELL", "command": "echo d: done", "depends_on": ["b", "c"]},
     ],
 }
-
-
-class ChildDied(Exception):
-    """A daemon exited while it should have been running."""
 
 
 def child_env(settings: Settings, db_url: str, zk_hosts: str) -> dict[str, str]:
@@ -301,7 +297,7 @@ def run_demo(sa: Standalone, client: httpx.Client) -> str:
         for name, t in sorted(latest.items()):
             if seen.get(name) != (t["attempt"], t["state"]):
                 seen[name] = (t["attempt"], t["state"])
-                where = f" on {t['host']}" if t["host"] and t["state"] == "RUNNING" else ""
+                where = f" on {t['host']}" if t["host"] and t["state"] == TaskState.RUNNING else ""
                 retry = f" (attempt {t['attempt']})" if t["attempt"] > 1 else ""
                 print(f"  {time.monotonic() - started:5.1f}s  {name}: {t['state']}{where}{retry}")
         if inst["state"] != state:
