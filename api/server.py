@@ -42,6 +42,8 @@ class ApiServer(uvicorn.Server):
             log.info("api: signal %d: stopping gracefully", sig)
         self.should_exit = True
 
+    # Overrides uvicorn.Server.capture_signals (serve() enters it): the same handlers, but the
+    # caught signal is not raised again on the way out, so `dagkeeper api` exits 0.
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         if threading.current_thread() is not threading.main_thread():

@@ -42,9 +42,6 @@ class Dag:
     def names(self) -> list[str]:
         return list(self.deps)
 
-    def roots(self) -> list[str]:
-        return [n for n, ups in self.deps.items() if not ups]
-
 
 def validate(edges: Sequence[tuple[str, Sequence[str]]]) -> list[DagProblem]:
     """Check a list of ``(task name, depends_on)`` pairs; an empty result means a valid DAG."""

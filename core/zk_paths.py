@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The election the masters' cron leader is chosen by (master/cron.py contends, /cluster reads it).
+CRON_ELECTION = "cron"
+
 
 def _check_segment(value: str, what: str) -> str:
     if not value or "/" in value or value in (".", ".."):
@@ -75,9 +78,6 @@ class ZkPaths:
             "host-queue", _check_segment(host, "host"), _check_segment(key, "queue key")
         )
 
-    def host_queue_root(self) -> str:
-        return self._join("host-queue")
-
     # signals to a worker (kill requests): <signals>/<worker id>/<task instance id>
     def signals_root(self) -> str:
         return self._join("signals")
@@ -99,6 +99,10 @@ class ZkPaths:
 
     def election(self, name: str) -> str:
         return self._join("election", _check_segment(name, "election name"))
+
+    def cron_election(self) -> str:
+        """The election whose lowest contender is the cron leader."""
+        return self.election(CRON_ELECTION)
 
     def all_roots(self) -> list[str]:
         """Containers every node ensures on start."""

@@ -18,7 +18,6 @@ from db import runs
 from db.models import Schedule, WorkflowDefinition
 
 MISFIRE_POLICIES = ("FIRE_ALL", "FIRE_ONCE", "SKIP")
-FAILURE_STRATEGIES = ("CONTINUE", "END")
 # Name of the partial unique index on workflow_instance (schedule_id, schedule_time).
 FIRE_INDEX = "uq_wfi_schedule_fire"
 
@@ -168,15 +167,6 @@ def due_ids(s: Session, now: datetime, limit: int) -> list[int]:
         {"now": now, "n": limit},
     ).all()
     return [int(r[0]) for r in rows]
-
-
-def next_due(s: Session) -> datetime | None:
-    """The earliest next fire time of any enabled schedule (for the leader's wake-up)."""
-    return s.scalar(
-        text(
-            "SELECT min(next_fire_time) FROM schedule WHERE enabled AND next_fire_time IS NOT NULL"
-        )
-    )
 
 
 def lock_due(s: Session, schedule_id: int, now: datetime) -> Schedule | None:

@@ -19,9 +19,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/cluster", tags=["cluster"], responses=ERROR_RESPONSES)
 
-# Where the cron leader's contender znodes may live (election recipe or lock recipe).
-CRON_NAME = "cron"
-
 
 def _children(client: KazooClient, path: str) -> list[str]:
     try:
@@ -103,18 +100,17 @@ def queue_depths(client: KazooClient, paths: ZkPaths) -> dict[str, int]:
 
 
 def cron_leader(client: KazooClient, paths: ZkPaths) -> str | None:
-    """The identifier held by the lowest-sequence contender of the cron election or lock."""
-    for base in (paths.election(CRON_NAME), paths.lock(CRON_NAME)):
-        contenders = _children(client, base)
-        if not contenders:
-            continue
-        first = min(contenders, key=lambda c: c.rsplit("__", 1)[-1][-10:])
-        try:
-            raw, _ = client.get(f"{base}/{first}")
-        except NoNodeError:
-            continue
-        return raw.decode("utf-8", "replace") or first
-    return None
+    """The identifier held by the lowest-sequence contender of the cron election."""
+    base = paths.cron_election()
+    contenders = _children(client, base)
+    if not contenders:
+        return None
+    first = min(contenders, key=lambda c: c.rsplit("__", 1)[-1][-10:])
+    try:
+        raw, _ = client.get(f"{base}/{first}")
+    except NoNodeError:
+        return None
+    return raw.decode("utf-8", "replace") or first
 
 
 @router.get("", response_model=ClusterOut)
