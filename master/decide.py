@@ -15,11 +15,12 @@ Rules (documented in the README's "Workflow semantics" section):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from core import branching
 from core import dag as dag_mod
 from core.spec import TaskSpec, WorkflowSpec
 from core.states import TASK_IN_FLIGHT, TASK_SUCCESSFUL, TaskState, WorkflowState
@@ -183,11 +184,18 @@ def decide(
     mode: Mode = Mode.RUN,
     next_attempt: Mapping[str, int] | None = None,
     pausable: frozenset[str] = frozenset(),
+    order: Sequence[str] | None = None,
+    settle: bool = False,
 ) -> Decision:
     """Next step of an instance given the attempts of its current run. ``next_attempt`` gives, per
     task, the highest attempt number ever used (earlier runs included) so new rows never collide.
     A pause also cancels (with PAUSE) the running attempts of ``pausable`` tasks: master-run ones,
-    whose drivers pass the pause on to what they own."""
+    whose drivers pass the pause on to what they own.
+
+    Tasks are judged in ``order`` (topological), and a task skipped now counts as SKIPPED for
+    the tasks after it in the same decision, so a chain of skips settles in one pass; with
+    ``settle`` (a dry run: every new attempt but a branch is final at once) a created task
+    counts as SUCCESS for its successors too."""
     all_attempts = list(attempts)
     latest = latest_attempts(all_attempts)
     tasks = spec.tasks_by_name()
@@ -254,19 +262,24 @@ def decide(
 
     create = list(restart)
     skip: list[ToSkip] = []
-    for name in in_scope:
-        if name in latest:
+    judged = dict(latest)  # latest, plus what this decision settles for the tasks after it
+    for name in order if order is not None else sorted(in_scope):
+        if name in latest or name not in in_scope:
             continue
         ups = [u for u in dag.deps[name] if u in in_scope]
-        statuses = [_upstream_status(u, name, latest, final_failed) for u in ups]
+        statuses = [_upstream_status(u, name, judged, final_failed) for u in ups]
         task = tasks[name]
         # a CONDITIONS node routes on its upstreams' outcome, so it runs once they are all done
         rule = "all_done" if task.type == "CONDITIONS" else task.trigger_rule
         verdict, why = trigger(rule, statuses)
+        n = numbers.get(name, 0) + 1
         if verdict is True:
-            create.append(ToCreate(name, numbers.get(name, 0) + 1, why))
+            create.append(ToCreate(name, n, why))
+            if settle and task.type not in branching.BRANCH_TYPES:  # routed when planned
+                judged[name] = AttemptView(name, n, S.SUCCESS, now)
         elif verdict is False:
-            skip.append(ToSkip(name, numbers.get(name, 0) + 1, why))
+            skip.append(ToSkip(name, n, why))
+            judged[name] = AttemptView(name, n, S.SKIPPED, now)
     create.sort(key=lambda c: c.name)
     skip.sort(key=lambda c: c.name)
 

@@ -56,6 +56,8 @@ class OwnedInstance:
     driven: frozenset[str] = frozenset()
     # master-run attempt id -> the cancel (KILL or PAUSE) its driver was already asked for
     driver_cancel: dict[int, TaskState] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # topological: how decisions judge tasks
+    errors: int = 0  # passes in a row that raised on this instance
 
     @property
     def failure_strategy(self) -> str:
@@ -97,6 +99,7 @@ def new_owned(row: q_instances.InstanceRow, spec: WorkflowSpec) -> OwnedInstance
         keep_successes=bool(row.run_options.get("keep_successes")),
         logical=frozenset(t.name for t in spec.tasks if task_types.is_logical(t.type)),
         driven=frozenset(t.name for t in spec.tasks if logical.driver_for(t.type) is not None),
+        order=dag_mod.topological_order(dag),
     )
 
 

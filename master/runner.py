@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from coord.queue import TaskQueue
-from coord.zk import ZkClient
+from coord.zk import OUTAGE_ERRORS, ZkClient
+from core.errors import CoordinationUnavailable, DatabaseUnavailable
 from core.states import WorkflowState
 from db import attempts as q_attempts
 from db import instances as q_instances
 from db.engine import SessionFactory
+from db.engine import is_outage as db_outage
 from master import plan
 from master.cancel import Cancel, Canceller
 from master.decide import Mode, decide, visible_attempts
@@ -32,6 +34,26 @@ __all__ = ["Identity", "StepReport", "WorkflowRunner"]
 
 # A step that wrote final rows (skips, branch results) decides again at once, up to this often.
 MAX_PASSES = 64
+# Passes in a row an instance's processing may raise before it is failed with the error.
+MAX_INSTANCE_ERRORS = 3
+ERROR_RETRY_S = 1.0  # backoff per failed pass before the instance is tried again
+
+
+def is_outage(exc: BaseException) -> bool:
+    """ZooKeeper or PostgreSQL away: the whole pass fails (the loop's safe mode), not one
+    instance."""
+    outages = (CoordinationUnavailable, DatabaseUnavailable, *OUTAGE_ERRORS)
+    return isinstance(exc, outages) or db_outage(exc)
+
+
+@dataclass
+class Share:
+    """What one instance's decision writes in a pass."""
+
+    instance_id: int
+    new: list[q_attempts.NewAttempt] = field(default_factory=list)
+    cancels: list[Cancel] = field(default_factory=list)
+    finish: tuple[WorkflowState, str] | None = None
 
 
 @dataclass
@@ -172,44 +194,103 @@ class WorkflowRunner:
 
     def _pass(self, ids: list[int], report: StepReport) -> set[int]:
         """One decision per instance and one transaction for all of them; returns the instances
-        that wrote final rows and must decide again."""
+        that wrote final rows and must decide again. An instance whose decision or write raises
+        (anything but an outage) is set aside so the others go on; see ``_instance_failed``."""
         now = datetime.now(UTC)
-        new: list[q_attempts.NewAttempt] = []
-        finishing: dict[int, tuple[WorkflowState, str]] = {}
-        cancels: list[Cancel] = []
+        shares: dict[int, Share] = {}
+        failed: set[int] = set()
         for iid in ids:
             inst = self.owned[iid]
-            rows = list((inst.attempts or {}).values())
-            numbers: dict[str, int] = {}
-            for r in rows:
-                numbers[r.name] = max(numbers.get(r.name, 0), r.attempt)
-            views = visible_attempts(
-                [plan.view(inst, r) for r in rows], inst.since_id, inst.keep_successes, inst.logical
-            )
-            d = decide(
-                inst.spec,
-                inst.dag,
-                views,
-                now,
-                inst.failure_strategy,
-                inst.scope,
-                self._mode(inst, now),
-                numbers,
-                inst.driven,
-            )
-            if d.finish is not None:
-                finishing[iid] = (d.finish, d.reason)
-                continue
-            if d.wake_at is not None:
-                self.timers.wake(inst, d.wake_at)
-            if d.create or d.skip or d.cancel:
-                log.debug("%s: instance %d: %s", self.actor, iid, d.reason)
-            if d.cancel:
-                cancels.extend((inst, r, st) for r, st in plan.cancels_for(d, rows, views))
-            if d.create or d.skip:
-                new.extend(plan.rows_for(inst, d, rows, {v.id for v in views}, now))
+            try:
+                shares[iid] = self._plan_one(inst, now)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                self._instance_failed(inst, exc, now)
+        try:
+            again = self._write(list(shares.values()), report)
+        except Exception as exc:
+            if is_outage(exc) or len(shares) <= 1:
+                if len(shares) == 1 and not is_outage(exc):
+                    self._instance_failed(self.owned[next(iter(shares))], exc, now)
+                    return set()
+                raise
+            # one instance's data broke the shared transaction: write each share alone
+            again = set()
+            for iid, share in shares.items():
+                try:
+                    again |= self._write([share], report)
+                except Exception as one:
+                    if is_outage(one):
+                        raise
+                    if iid in self.owned:
+                        self._instance_failed(self.owned[iid], one, now)
+                    failed.add(iid)
+        for iid in set(shares) - failed:
+            if iid in self.owned:
+                self.owned[iid].errors = 0
+        return again
+
+    def _write(self, shares: list[Share], report: StepReport) -> set[int]:
+        new = [a for sh in shares for a in sh.new]
+        cancels = [c for sh in shares for c in sh.cancels]
+        finishing = {sh.instance_id: sh.finish for sh in shares if sh.finish is not None}
         written = self.writer.write(new, finishing, cancels)
         report.created += len(written.created)
         report.finished += written.finished
         report.lost += written.lost
         return written.again
+
+    def _plan_one(self, inst: OwnedInstance, now: datetime) -> Share:
+        """The decision over one instance and the rows it writes."""
+        share = Share(inst.row.id)
+        rows = list((inst.attempts or {}).values())
+        numbers: dict[str, int] = {}
+        for r in rows:
+            numbers[r.name] = max(numbers.get(r.name, 0), r.attempt)
+        views = visible_attempts(
+            [plan.view(inst, r) for r in rows], inst.since_id, inst.keep_successes, inst.logical
+        )
+        d = decide(
+            inst.spec,
+            inst.dag,
+            views,
+            now,
+            inst.failure_strategy,
+            inst.scope,
+            self._mode(inst, now),
+            numbers,
+            inst.driven,
+            inst.order,
+            settle=inst.dry_run,
+        )
+        if d.finish is not None:
+            share.finish = (d.finish, d.reason)
+            return share
+        if d.wake_at is not None:
+            self.timers.wake(inst, d.wake_at)
+        if d.create or d.skip or d.cancel:
+            log.debug("%s: instance %d: %s", self.actor, inst.row.id, d.reason)
+        if d.cancel:
+            share.cancels = [(inst, r, st) for r, st in plan.cancels_for(d, rows, views)]
+        if d.create or d.skip:
+            share.new = plan.rows_for(inst, d, rows, {v.id for v in views}, now)
+        return share
+
+    def _instance_failed(self, inst: OwnedInstance, exc: Exception, now: datetime) -> None:
+        """An instance whose processing raised: tried again after a backoff, and failed with
+        the error as its reason after MAX_INSTANCE_ERRORS passes in a row, so that one bad
+        instance never stalls the master's passes for the others."""
+        inst.errors += 1
+        iid = inst.row.id
+        log.error(
+            "%s: instance %d: processing failed (%d of %d): %s: %s",
+            self.actor, iid, inst.errors, MAX_INSTANCE_ERRORS, type(exc).__name__, exc,
+            exc_info=exc,
+        )  # fmt: skip
+        if inst.errors < MAX_INSTANCE_ERRORS:
+            self.timers.wake(inst, now + timedelta(seconds=ERROR_RETRY_S * inst.errors))
+            return
+        why = f"the master could not process it ({type(exc).__name__}: {exc})"[:1000]
+        self.cache.fail_unrunnable(iid, why)
+        self.owned.pop(iid, None)

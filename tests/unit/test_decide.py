@@ -2,7 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
-from core.spec import parse_workflow_spec
+from core.dag import Dag, topological_order
+from core.spec import WorkflowSpec, parse_workflow_spec
 from core.states import TaskState, WorkflowState
 from master.decide import AttemptView, decide
 
@@ -82,7 +83,8 @@ def test_retry_waits_for_interval_then_creates_next_attempt():
     assert [(c.name, c.attempt) for c in due.create] == [("a", 2)]
     exhausted = failed + [AttemptView("a", 2, S.FAILURE, NOW), AttemptView("a", 3, S.FAILURE, NOW)]
     later = NOW + timedelta(hours=1)
-    assert [k.name for k in decide(spec, d, exhausted, later).skip] == ["b", "c"]
+    # the skips cascade in one decision: d is skipped because b and c are, in the same pass
+    assert [k.name for k in decide(spec, d, exhausted, later).skip] == ["b", "c", "d"]
     skipped = [AttemptView(n, 1, S.SKIPPED) for n in "bcd"]
     assert decide(spec, d, exhausted + skipped, later).finish == WorkflowState.FAILURE
 
@@ -279,3 +281,26 @@ def test_start_nodes_scope_treats_upstreams_outside_as_done():
     spec, d = diamond()
     dec = decide(spec, d, [], NOW, scope={"b", "d"})
     assert names(dec) == ["b"]
+
+
+def chain(n: int) -> tuple[WorkflowSpec, Dag]:
+    tasks = [{"name": f"t{i:04d}", "type": "SHELL", "command": "true"} for i in range(n)]
+    for i in range(1, n):
+        tasks[i]["depends_on"] = [f"t{i - 1:04d}"]
+    spec = parse_workflow_spec({"name": "chain", "tasks": tasks})
+    return spec, spec.to_dag()
+
+
+def test_a_chain_of_skips_settles_in_one_decision_in_topological_order():
+    spec, d = chain(300)
+    order = topological_order(d)
+    failed = [AttemptView("t0000", 1, S.FAILURE, NOW)]
+    dec = decide(spec, d, failed, NOW, order=order)
+    assert len(dec.skip) == 299 and dec.create == []
+
+
+def test_a_dry_run_chain_settles_in_one_decision():
+    spec, d = chain(500)
+    dec = decide(spec, d, [], NOW, order=topological_order(d), settle=True)
+    assert len(dec.create) == 500  # every level: each one is final at once in a dry run
+    assert len(decide(spec, d, [], NOW, order=topological_order(d)).create) == 1  # a real run

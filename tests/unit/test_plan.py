@@ -159,3 +159,63 @@ def test_task_group_admission_in_priority_order_with_a_reason_for_the_rest() -> 
     }
     assert plan.grouped_names(batch) == ["tg", "tg", "nope"]
     assert plan.gate([new("free", 1, None)], {}).keep[0].name == "free"
+
+
+class FakeWriter:
+    """Records the instances of each write; raises for the ones in ``bad``."""
+
+    def __init__(self, bad: set[int]) -> None:
+        self.bad, self.writes = bad, []
+
+    def write(self, new, finishing, cancels):  # type: ignore[no-untyped-def]
+        from master.writer import Written
+
+        ids = {a.workflow_instance_id for a in new} | set(finishing)
+        self.writes.append(ids)
+        if ids & self.bad:
+            raise ValueError("value out of range for this instance")
+        return Written()
+
+
+def runner_with(*instances: OwnedInstance, bad: set[int] | None = None):  # type: ignore[no-untyped-def]
+    from master.runner import WorkflowRunner
+
+    r = WorkflowRunner(None, None)  # type: ignore[arg-type]
+    failed: list[tuple[int, str]] = []
+    r.cache.fail_unrunnable = lambda iid, why: failed.append((iid, why))  # type: ignore[method-assign]
+    r.writer = FakeWriter(bad or set())  # type: ignore[assignment]
+    for inst in instances:
+        inst.attempts = {}
+        r.owned[inst.row.id] = inst
+    return r, failed
+
+
+def instance(iid: int, **spec_changes: Any) -> OwnedInstance:
+    inst = owned([{"name": "a", "type": "SHELL", "command": "true"}])
+    inst.row = InstanceRow(iid, 1, 1, "RUNNING", 2, {}, {}, None, "m", 1, NOW)
+    inst.spec = inst.spec.model_copy(update=spec_changes)
+    return inst
+
+
+def test_one_instance_that_raises_never_stalls_the_others_and_fails_after_three_passes() -> None:
+    from master.runner import MAX_INSTANCE_ERRORS, StepReport
+
+    broken = instance(1, timeout_s=1e15)  # the deadline overflows a datetime
+    fine = instance(2)
+    r, failed = runner_with(broken, fine)
+    for n in range(1, MAX_INSTANCE_ERRORS + 1):
+        r._pass([1, 2] if 1 in r.owned else [2], StepReport())
+        assert r.writer.writes[-1] == {2}  # the healthy instance was written every pass
+        assert broken.errors == n
+    assert failed and failed[0][0] == 1 and "OverflowError" in failed[0][1]
+    assert 1 not in r.owned and 2 in r.owned
+
+
+def test_a_write_one_instance_breaks_is_retried_per_instance() -> None:
+    from master.runner import StepReport
+
+    r, failed = runner_with(instance(1), instance(2), instance(3), bad={2})
+    r._pass([1, 2, 3], StepReport())
+    assert r.writer.writes == [{1, 2, 3}, {1}, {2}, {3}]
+    assert r.owned[2].errors == 1 and r.owned[1].errors == r.owned[3].errors == 0
+    assert failed == []  # not yet: it is tried again after a backoff
