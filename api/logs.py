@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import text
 
 from api.deps import ApiContext
-from api.schemas import LogWindow
+from api.schemas_instances import LogWindow
 from core.errors import Forbidden
 from core.states import TASK_TERMINAL, TaskState
 from core.tasklogs import (

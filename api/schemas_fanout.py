@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from api.schemas import TaskInstanceOut, Timestamp
+from api.schemas import Timestamp
+from api.schemas_instances import TaskInstanceOut
 from db import fanout as q_fanout
 from db.models import TaskInstance
 

@@ -12,15 +12,12 @@ from kazoo.exceptions import KazooException
 from sqlalchemy.orm import Session
 
 from api.deps import ApiContext, get_ctx
-from api.schemas import (
-    ERROR_RESPONSES,
-    MAX_ID,
+from api.schemas import ERROR_RESPONSES, MAX_ID, DbId, Offset
+from api.schemas_instances import (
     ActionAccepted,
-    DbId,
     InstanceDetail,
     InstancePage,
     InstanceSummary,
-    Offset,
     TaskAttemptSummary,
     TaskInstanceOut,
     TaskInstancePage,

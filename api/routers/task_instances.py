@@ -13,8 +13,9 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from api import logs
 from api.deps import ApiContext, get_ctx
-from api.schemas import ERROR_RESPONSES, MAX_ID, ActionAccepted, DbId, LogWindow, TaskInstanceOut
+from api.schemas import ERROR_RESPONSES, MAX_ID, DbId
 from api.schemas_fanout import SubExecutionPage, TaskInstanceWithSubs, sub_executions, with_subs
+from api.schemas_instances import ActionAccepted, LogWindow, TaskInstanceOut
 from coord import signals
 from core.errors import CoordinationUnavailable, NotFound
 from core.states import TASK_TERMINAL
