@@ -10,10 +10,12 @@ import time
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from coord.zk import ZkClient
+from core.states import TaskState
 
 log = logging.getLogger(__name__)
 
-KILL = "KILL"
+# the kind of a kill request: the state the attempt is reported in once killed
+KILL = TaskState.KILL.value
 
 
 def request_kill(zk: ZkClient, worker_id: str, task_instance_id: int, by: str = "") -> bool:
