@@ -14,6 +14,7 @@ from core.states import WORKFLOW_TERMINAL, WorkflowState, values, workflow_sourc
 
 # The SUB_PROCESS child queries live in db/children.py; the ``as`` names are re-exported for
 # master/sub_process.py, which still calls them as db.instances.<name>.
+from db.children import ChildRow as ChildRow
 from db.children import child_of as child_of
 from db.children import create_child as create_child
 from db.children import nesting_depth as nesting_depth
