@@ -110,6 +110,10 @@ class AttemptRunner(Protocol):
     def shutdown(self, wait: bool = True) -> None: ...
 
 
+# Makes the runner, given the callback that hands each finished handle back to the loop.
+MakeRunner = Callable[[Callable[[AttemptHandle], None]], AttemptRunner]
+
+
 class ProcessGuardian(Protocol):
     """Kills the task process groups if the worker dies (``worker.guardian.Guardian``)."""
 

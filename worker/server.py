@@ -30,7 +30,7 @@ from worker.heartbeat import Heartbeat
 from worker.inflight import InFlight
 from worker.logserver import LogServer
 from worker.loop import ClaimView, Pass, SafeMode, claim_limit, claimed_reason
-from worker.ports import AttemptRunner, Clock, Connect, ProcessGuardian
+from worker.ports import AttemptRunner, Clock, Connect, MakeRunner, ProcessGuardian
 from worker.registration import ZkSession
 from worker.session import RECONNECT_BACKOFF_S, SessionKeeper
 
@@ -55,7 +55,7 @@ def default_worker_id(host: str) -> str:
 
 class WorkerServer:
     """One worker: ``start()``, then ``run_once()`` or ``serve_forever()``, then ``stop()``. The
-    keyword-only parts replace the real ones (unit tests pass ``tests/fakes``)."""
+    keyword-only parts replace the real ones (see ``worker.ports``; unit tests pass fakes)."""
 
     def __init__(
         self,
@@ -63,7 +63,7 @@ class WorkerServer:
         worker_id: str | None = None,
         engine: Engine | None = None,
         *,
-        executor: AttemptRunner | None = None,
+        executor: MakeRunner | None = None,
         connect: Connect | None = None,
         guardian: ProcessGuardian | None = None,
         clock: Clock = time.monotonic,
@@ -85,13 +85,14 @@ class WorkerServer:
         self.stats: Counter[str] = Counter()
         grace = min(settings.worker.kill_grace_s, GUARDIAN_GRACE_S)
         self.guardian = guardian or Guardian(self.worker_id, grace, self.log)
-        self.executor = executor or Executor(
-            settings,
-            self.worker_id,
-            self.engine,
-            self._on_done,
-            guardian=self.guardian if isinstance(self.guardian, Guardian) else None,
-        )
+        self.executor: AttemptRunner
+        if executor is not None:
+            self.executor = executor(self._on_done)
+        else:
+            guarded = self.guardian if isinstance(self.guardian, Guardian) else None
+            self.executor = Executor(
+                settings, self.worker_id, self.engine, self._on_done, guardian=guarded
+            )
         self.inflight = InFlight(self.executor, self.stats, self.log)
         self.logserver: LogServer | None = None
         if settings.logs.server_enabled and isinstance(self.executor, Executor):
