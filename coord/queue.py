@@ -4,7 +4,6 @@ transaction (delete entry + create ephemeral lease) with its undo."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -12,8 +11,6 @@ from kazoo.client import KazooClient, TransactionRequest
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from core.zk_paths import ZkPaths
-
-log = logging.getLogger(__name__)
 
 ID_WIDTH = 19  # a PostgreSQL bigint has at most 19 digits
 TXN_BATCH = 500  # operations per ZooKeeper transaction (well under jute.maxbuffer)

@@ -1,8 +1,9 @@
-"""The queue fetcher: a one-shot watch per queue (each group served, and this host's queue of
-host-pinned FANOUT sub-executions) marks its cached key list stale, and a claim pass re-reads a
-stale list (at most every REFRESH_MIN_S while the cache still has untried keys), then takes keys
-in dispatch order across all queues, each with one ZooKeeper transaction; leases are released
-(pipelined) or handed back to the queue here too."""
+"""The queue fetcher: claims keys in dispatch order across every queue this worker serves (its
+groups, and this host's queue of host-pinned FANOUT sub-executions), each with one ZooKeeper
+transaction, and releases (pipelined) or hands back leases.
+
+A one-shot watch per queue marks its cached key list stale; a claim pass re-reads a stale list (at
+most every REFRESH_MIN_S while the cache still has untried keys)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The worker's log server (the seed's LoggerServer), a small threaded HTTP server behind the shared
-log token: a window of a task's log lines, a follow stream while the attempt runs here, and a
-download. The client names a task-instance id only; the server finds the file (its own record of
-running attempts, else ``log_path`` in PostgreSQL) and serves it only from inside the log dir."""
+log token: a window of a task's log lines, a follow stream while the attempt runs here, a download.
+
+The client names a task-instance id only; the server finds the file (its own record of running
+attempts, else ``log_path`` in PostgreSQL) and serves it only from inside the log dir."""
 
 from __future__ import annotations
 

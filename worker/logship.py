@@ -1,7 +1,9 @@
 """The log shipper: one thread that copies the logs of the attempts running on this worker into
 PostgreSQL (``task_log_chunk``) as they grow, one INSERT per batch for every attempt; ``flush``
-ships an attempt's last bytes before its finish is reported. It reads the files the tasks write,
-so memory stays bounded (at most ``BATCH_BYTES`` per batch) and an empty log costs no statement."""
+ships an attempt's last bytes before its finish is reported.
+
+It reads the files the tasks write, so memory stays bounded (at most ``BATCH_BYTES`` per batch)
+and an empty log costs no statement."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """SQL and PROCEDURE tasks: the worker reads the named datasource, decrypts its password and hands
 the connection to a runner process (``sql_run``) through its stdin, never through argv, env or a
-file; the request (statements, parameters) goes in a 0600 file. Kill: SIGTERM makes the runner
-cancel the statement from a second connection (pg_cancel_backend / KILL QUERY)."""
+file; the request (statements, parameters) goes in a 0600 file.
+
+Kill: SIGTERM makes the runner cancel the statement from a second connection (pg_cancel_backend /
+KILL QUERY)."""
 
 from __future__ import annotations
 
