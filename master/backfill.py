@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from core.states import BackfillState
 from db import backfill as q_backfill
 from db.engine import SessionFactory
 
@@ -20,7 +21,7 @@ def reconcile(sf: SessionFactory, actor: str, still_leader: Callable[[], bool]) 
     for bid in ids:
         with sf.begin() as s:
             bf = q_backfill.lock(s, bid)
-            if bf is None or bf.state != "RUNNING":
+            if bf is None or bf.state != BackfillState.RUNNING:
                 continue
             if not still_leader():
                 log.warning("%s: lost leadership during the backfill pass", actor)
@@ -36,6 +37,6 @@ def reconcile(sf: SessionFactory, actor: str, still_leader: Callable[[], bool]) 
                 workflow_id,
                 new,
             )
-        elif state != "RUNNING":
+        elif state != BackfillState.RUNNING:
             log.info("%s: backfill %d (workflow %d) is %s", actor, bid, workflow_id, state)
     return submitted

@@ -1,6 +1,6 @@
-"""LISTEN/NOTIFY wake-ups: a thread that turns PostgreSQL notifications into events on a queue,
-reconnecting with backoff and asking for a full resync after every reconnect. A task's
-notification about an instance the listener's owner does not hold is dropped here."""
+"""PostgreSQL notification wake-ups (channels and payloads: db/notify.py): a thread that turns
+notifications into events on a queue, reconnecting with backoff and asking for a full resync after
+every reconnect. A task's notification about an instance its owner does not hold is dropped."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import psycopg2
 import psycopg2.extensions
 from sqlalchemy.engine import make_url
 
-from db.notify import CHANNEL_COMMAND, CHANNEL_TASK, Event, parse_task_payload
+from db.notify import CHANNEL_TASK, LISTEN_SQL, Event, parse_task_payload
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class NotifyListener(threading.Thread):
                 conn = psycopg2.connect(self.dsn, connect_timeout=5)
                 conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
                 with conn.cursor() as cur:
-                    cur.execute(f"LISTEN {CHANNEL_COMMAND}; LISTEN {CHANNEL_TASK};")
+                    cur.execute(LISTEN_SQL)
                 self.ready.set()
                 backoff = 0.1
                 # Anything may have happened while we were not listening.
@@ -61,7 +61,7 @@ class NotifyListener(threading.Thread):
                 self._pump(conn)
             except psycopg2.Error as exc:
                 self.ready.clear()
-                log.warning("%s: LISTEN connection failed (%s); retrying", self.actor, exc)
+                log.warning("%s: notification connection failed (%s); retrying", self.actor, exc)
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
