@@ -18,8 +18,17 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import ui
 from api.deps import ApiContext, get_ctx, require_token, resolve_token
-from api.routers import cluster, instances, schedules, task_groups, task_instances, workflows
+from api.routers import (
+    cluster,
+    instances,
+    schedules,
+    task_groups,
+    task_instances,
+    ui_views,
+    workflows,
+)
 from api.routers import datasources as datasources_router
 from api.schemas import ReadyOut
 from coord.zk import ZkClient
@@ -214,5 +223,7 @@ def create_app(
     v1.include_router(cluster.router)
     v1.include_router(schedules.router)
     v1.include_router(datasources_router.router)
+    v1.include_router(ui_views.router)
     app.include_router(v1)
+    app.include_router(ui.router)  # the web UI's bundle at / and /ui/
     return app
