@@ -1,6 +1,6 @@
 """The one reader of live membership: the masters and workers registered in ZooKeeper (ephemeral
 znodes), each with the epoch its registration carries, its data and (workers) every group it
-serves. Masters, the doctor and the API all read membership through here."""
+serves, and the cron leader. Masters, the doctor and the API all read membership through here."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
 from coord.zk import ZkClient, registration_epoch
+from core.zk_paths import ZkPaths
 
 
 @dataclass
@@ -87,3 +89,20 @@ def worker_ids(zk: ZkClient) -> set[str]:
 def live_hosts(zk: ZkClient, group: str | None) -> list[str]:
     """Host names of the live workers of ``group`` (of every group when None)."""
     return sorted({r.host for r in workers(zk, group) if r.host})
+
+
+def cron_leader(client: KazooClient, paths: ZkPaths) -> str | None:
+    """The identifier held by the lowest-sequence contender of the cron election."""
+    base = paths.cron_election()
+    try:
+        contenders = client.get_children(base)
+    except NoNodeError:
+        return None
+    if not contenders:
+        return None
+    first = min(contenders, key=lambda c: c.rsplit("__", 1)[-1][-10:])
+    try:
+        raw, _ = client.get(f"{base}/{first}")
+    except NoNodeError:
+        return None
+    return raw.decode("utf-8", "replace") or first

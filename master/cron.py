@@ -1,5 +1,5 @@
 """The cron leader: every master is a candidate (an ephemeral sequential znode under
-ZkPaths.election("cron")); the lowest one fires due schedules and reconciles backfills. Each fire
+ZkPaths.cron_election()); the lowest one fires due schedules and reconciles backfills. Each fire
 is one transaction with the advanced next fire time, and leadership is re-checked before it."""
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from master.cron_plan import plan, scan_due
 
 log = logging.getLogger(__name__)
 
-ELECTION = "cron"
 DUE_BATCH = 100
 
 
@@ -78,7 +77,7 @@ class CronLeader:
             if stat is not None and stat.ephemeralOwner == self.zk.session_id:
                 return
             self.node = None
-        base = self.zk.paths.election(ELECTION)
+        base = self.zk.paths.cron_election()
         client.ensure_path(base)
         self.node = client.create(
             f"{base}/{self.master_id}__", self.master_id.encode(), ephemeral=True, sequence=True
@@ -91,7 +90,7 @@ class CronLeader:
         if self.node is None or client.state != KazooState.CONNECTED:
             return False
         try:
-            children = client.get_children(self.zk.paths.election(ELECTION))
+            children = client.get_children(self.zk.paths.cron_election())
         except NoNodeError:
             return False
         if not children:

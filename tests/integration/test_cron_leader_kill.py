@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from harness import Cluster
 from kazoo.client import KazooClient
 
-from api.routers.cluster import cron_leader
+from coord.membership import cron_leader
 from core.spec import parse_workflow_spec
 from core.zk_paths import ZkPaths
 from db import schedules as q_schedules

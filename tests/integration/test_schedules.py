@@ -15,7 +15,7 @@ from kazoo.client import KazooClient
 from sqlalchemy import text
 
 from api.app import create_app
-from api.routers.cluster import cron_leader
+from coord.membership import cron_leader
 from coord.zk import ZkClient
 from core.settings import Settings
 from core.spec import parse_workflow_spec
