@@ -11,15 +11,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.states import WORKFLOW_TERMINAL, WorkflowState, values, workflow_sources
-
-# The SUB_PROCESS child queries live in db/children.py; the ``as`` names are re-exported for
-# master/sub_process.py, which still calls them as db.instances.<name>.
-from db.children import ChildRow as ChildRow
-from db.children import child_of as child_of
-from db.children import create_child as create_child
-from db.children import nesting_depth as nesting_depth
-from db.children import previous_child as previous_child
-from db.children import relink_child as relink_child
 from db.children import settle_parent
 
 W = WorkflowState

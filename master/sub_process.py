@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from core.states import WORKFLOW_TERMINAL, TaskState, WorkflowState
+from db import children as q_children
 from db import control
 from db import instances as q_instances
 from db.attempts import AttemptRow
@@ -55,7 +56,7 @@ class SubProcessDriver:
     def start(self, ctx: LogicalContext, s: Session, attempt_id: int, now: datetime) -> Verdict:
         inst = ctx.instance
         since = int(inst.run_options.get("since_task_id") or 0)
-        prev = q_instances.previous_child(s, inst.id, ctx.task.name, attempt_id)
+        prev = q_children.previous_child(s, inst.id, ctx.task.name, attempt_id)
         if prev is not None:
             prev_id, prev_state, child = prev
             resumable = child is not None and child.state != W.STOP
@@ -69,14 +70,14 @@ class SubProcessDriver:
         wid = ctx.task.model_dump().get("workflow_id")
         if not isinstance(wid, int):
             return Verdict(TaskState.FAILURE, reason="SUB_PROCESS: workflow_id is not an integer")
-        depth = q_instances.nesting_depth(s, inst.id)
+        depth = q_children.nesting_depth(s, inst.id)
         if depth >= MAX_DEPTH:
             return Verdict(
                 TaskState.FAILURE,
                 reason=f"SUB_PROCESS: children nest deeper than {MAX_DEPTH} (a workflow that"
                 " starts itself?)",
             )
-        child_id = q_instances.create_child(
+        child_id = q_children.create_child(
             s,
             workflow_id=wid,
             parent=inst,
@@ -102,10 +103,10 @@ class SubProcessDriver:
         return Verdict()
 
     def _resume(
-        self, ctx: LogicalContext, s: Session, attempt_id: int, child: q_instances.ChildRow
+        self, ctx: LogicalContext, s: Session, attempt_id: int, child: q_children.ChildRow
     ) -> Verdict:
         """Re-link the paused attempt's child to this attempt and resume it (owned by us)."""
-        q_instances.relink_child(s, child.id, attempt_id)
+        q_children.relink_child(s, child.id, attempt_id)
         if child.state in TERMINAL:
             return verdict_for(child.id, child.state, False)
         if child.state == W.PAUSE and q_instances.restart(
@@ -124,7 +125,7 @@ class SubProcessDriver:
         return Verdict()
 
     def poll(self, ctx: LogicalContext, s: Session, attempt: AttemptRow, now: datetime) -> Verdict:
-        child = q_instances.child_of(s, attempt.id)
+        child = q_children.child_of(s, attempt.id)
         if child is None:
             return Verdict(TaskState.FAILURE, reason="SUB_PROCESS: its child instance is missing")
         pausing = ctx.instance.state == W.READY_PAUSE.value
@@ -138,7 +139,7 @@ class SubProcessDriver:
         target: TaskState,
         now: datetime,
     ) -> Verdict:
-        child = q_instances.child_of(s, attempt.id)
+        child = q_children.child_of(s, attempt.id)
         if child is None:
             return Verdict(target, reason="SUB_PROCESS: no child to cancel")
         if child.state in TERMINAL:
