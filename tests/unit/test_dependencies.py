@@ -18,6 +18,7 @@ IMPORT_NAMES = {
     "PyMySQL": "pymysql",
     "SQLAlchemy": "sqlalchemy",
     "pydantic-settings": "pydantic_settings",
+    "PyYAML": "yaml",
 }
 # "<dialect>+<driver>" in a SQLAlchemy URL: SQLAlchemy imports the driver module itself
 DRIVER = re.compile(r"""["'](?:postgresql|mysql|mariadb)\+(\w+)["'/:]""")

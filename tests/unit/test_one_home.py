@@ -16,6 +16,8 @@ from db.notify import CHANNEL_COMMAND, CHANNEL_TASK
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("core", "coord", "db", "ops", "master", "worker", "api", "dagkeeper")
 STATES_HOME, NOTIFY_HOME, ERRORS_HOME = "core/states.py", "db/notify.py", "core/errors.py"
+# the user SDK imports no server package, so its API errors have a home of their own
+SDK_ERRORS_HOME = "dagkeeper/errors.py"
 # Files whose owners have not converted them yet; printed by the tests, to be emptied. Each rule
 # checks everything else. Every package is converted: the lists are empty.
 PENDING: dict[str, tuple[str, ...]] = {
@@ -110,6 +112,10 @@ def test_error_classes_only_in_errors_module() -> None:
     outside = sorted(
         f"{where} {name}"
         for name, where in found.items()
-        if not where.startswith(f"{ERRORS_HOME}:") and not pending("errors", where.split(":")[0])
+        if not where.startswith((f"{ERRORS_HOME}:", f"{SDK_ERRORS_HOME}:"))
+        and not pending("errors", where.split(":")[0])
     )
-    assert not outside, "error classes outside core/errors.py:\n" + "\n".join(outside)
+    assert not outside, (
+        "error classes outside core/errors.py (dagkeeper/errors.py for the SDK):\n"
+        + "\n".join(outside)
+    )
