@@ -34,6 +34,9 @@ class Base(DeclarativeBase):
 
 
 TS = DateTime(timezone=True)
+# Workflows, datasources and task groups belong to a project (a foreign key on project.name,
+# revision 0008); instances, schedules and backfills to their workflow's.
+DEFAULT_PROJECT = "default"
 
 
 def _states(*states: str) -> str:
@@ -58,6 +61,7 @@ class WorkflowDefinition(Base):
     deleted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    project: Mapped[str] = mapped_column(String(100), nullable=False, default=DEFAULT_PROJECT)
     __table_args__ = (
         Index(
             "uq_workflow_definition_name_live",
@@ -238,6 +242,7 @@ class TaskGroup(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     capacity: Mapped[int] = mapped_column(Integer, nullable=False)
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    project: Mapped[str] = mapped_column(String(100), nullable=False, default=DEFAULT_PROJECT)
     created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
     __table_args__ = (CheckConstraint("capacity >= 1", name="ck_task_group_capacity"),)
@@ -328,6 +333,7 @@ class Datasource(Base):
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    project: Mapped[str] = mapped_column(String(100), nullable=False, default=DEFAULT_PROJECT)
     __table_args__ = (
         CheckConstraint("kind IN ('POSTGRESQL', 'MYSQL')", name="ck_datasource_kind"),
     )
