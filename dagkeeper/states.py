@@ -48,3 +48,9 @@ TASK_TERMINAL = frozenset(
 )
 TASK_SUCCESSFUL = frozenset({T.SUCCESS, T.FORCED_SUCCESS})
 TASK_FAILED = frozenset({T.FAILURE, T.KILL, T.NEED_FAULT_TOLERANCE})
+
+
+class BackfillState(_Upper):
+    RUNNING = auto()
+    DONE = auto()
+    STOPPED = auto()

@@ -1,15 +1,19 @@
-"""The ``dagkeeper`` console script: one sub-command per daemon plus operator tools. Daemon
-modules are imported lazily so that each host loads only what it runs."""
+"""The ``dagkeeper`` console script: one sub-command per daemon plus operator tools; every other
+sub-command is the client CLI's (``dagkeeper.cli``). Modules are imported lazily so that each
+host loads only what it runs and the client's ``--help`` stays fast."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from pydantic import ValidationError as PydanticValidationError
+# sub-commands handled here; everything else goes to the client CLI
+DAEMON_COMMANDS = frozenset({"master", "worker", "api", "migrate", "doctor", "standalone"})
 
 
 def _settings():  # type: ignore[no-untyped-def]
+    from pydantic import ValidationError as PydanticValidationError
+
     from core.settings import Settings
 
     try:
@@ -113,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in DAEMON_COMMANDS:
+        from dagkeeper.cli import main as client_main
+
+        return client_main(argv)
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

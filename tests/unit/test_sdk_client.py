@@ -157,6 +157,9 @@ def test_the_sdk_states_mirror_the_servers() -> None:
         s.value for s in server_states.WorkflowState
     ]
     assert [s.value for s in sdk_states.TaskState] == [s.value for s in server_states.TaskState]
+    assert [s.value for s in sdk_states.BackfillState] == [
+        s.value for s in server_states.BackfillState
+    ]
     assert {s.value for s in sdk_states.WORKFLOW_TERMINAL} == {
         s.value for s in server_states.WORKFLOW_TERMINAL
     }
