@@ -88,6 +88,26 @@ class CommandType(StrEnum):
     RECOVER_TOLERANCE_FAULT_PROCESS = "RECOVER_TOLERANCE_FAULT_PROCESS"
 
 
+class WarningType(StrEnum):
+    """Which ends of a workflow's runs mail its alert group (DolphinScheduler's warning type)."""
+
+    NONE = "NONE"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    ALL = "ALL"
+
+
+class AlertStatus(StrEnum):
+    """Delivery of one alert row: WAIT (to send, or to retry at ``next_try_at``), SENT (every
+    channel took it), FAILED (a channel still refused it after the last try), SKIPPED (no
+    channel to send it to)."""
+
+    WAIT = "WAIT"
+    SENT = "SENT"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
 W = WorkflowState
 T = TaskState
 

@@ -256,6 +256,14 @@ class Alert(Base):
     content: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     workflow_instance_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    # delivery (revision 0009): an outbox row the masters' alert senders claim and mark
+    alert_group: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(10), nullable=False, default="WAIT")
+    tries: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_try_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(TS)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    deliveries: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     __table_args__ = (Index("ix_alert_created", "created_at"),)
 
 
