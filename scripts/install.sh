@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent setup: ZooKeeper, PostgreSQL, MariaDB and Java from apt when missing, then .venv (Python >= 3.11)
+# Idempotent setup: ZooKeeper, PostgreSQL, MariaDB, Java and chromium from apt when missing, then .venv (Python >= 3.11)
 # with the project installed editable; pip runs only when pyproject.toml or the package set changed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,6 +13,8 @@ command -v java >/dev/null 2>&1 || pkgs+=(default-jre-headless)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || pkgs+=(postgresql)
 # MariaDB: SQL tasks on MySQL-family datasources are tested against a private server
 [[ -x /usr/sbin/mariadbd ]] || pkgs+=(mariadb-server)
+# Debian's chromium: the web UI's browser tests drive it (Playwright's own browser download is not used)
+[[ -x /usr/bin/chromium ]] || pkgs+=(chromium)
 if ((${#pkgs[@]})); then
     if [[ $(id -u) -eq 0 ]]; then
         sudo=()
@@ -27,7 +29,7 @@ if ((${#pkgs[@]})); then
     "${sudo[@]}" apt-get update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}"
 else
-    say "ZooKeeper, Java, PostgreSQL and MariaDB present"
+    say "ZooKeeper, Java, PostgreSQL, MariaDB and chromium present"
 fi
 
 # --- Python virtualenv --------------------------------------------------------------------------
@@ -58,4 +60,18 @@ if [[ ! -f $stamp_file || "$(cat "$stamp_file")" != "$stamp" ]]; then
     echo "$stamp" >"$stamp_file"
 else
     say ".venv up to date"
+fi
+
+# --- web UI -----------------------------------------------------------------------------------------
+# The built bundle (api/static/ui/) is committed; rebuild it only when ui/'s sources no longer match
+# its stamp (that needs Node.js >= 20.19 and npm; the lock file pins every package).
+if python3 ui/stamp.py check >/dev/null 2>&1; then
+    say "web UI bundle matches ui/ sources"
+elif command -v npm >/dev/null 2>&1; then
+    say "building the web UI (npm ci && npm run build in ui/)"
+    (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+else
+    python3 ui/stamp.py check || true
+    echo "install: the web UI bundle is out of date and npm is missing: install Node.js 20 and npm" >&2
+    exit 1
 fi
