@@ -86,7 +86,8 @@ function App() {
         }} />
     );
   }
-  const here = loc.split('?')[0];
+  const path = loc.split('?')[0].replace(/\/+$/, '');
+  const here = path === '/ui' ? '/ui/workflows' : path;
   return (
     <>
       <a class="skip" href="#main">Skip to content</a>

@@ -229,7 +229,7 @@ export function InstancePage({ id }) {
       {parent ? (
         <p class="small">Sub-process of <Link href={`/ui/instances/${parent.workflow_instance_id}`}>instance #{parent.workflow_instance_id}</Link> (task {parent.name})</p>
       ) : null}
-      {inst.reason ? <p class="why" data-why="instance">{inst.reason}</p> : null}
+      {inst.reason ? <p class={active ? 'why' : 'reason'} data-why="instance">{inst.reason}</p> : null}
       {inst.pending_command ? <p class="notice">Waiting for a master to take: {typeof inst.pending_command === 'object' ? inst.pending_command.type || JSON.stringify(inst.pending_command) : String(inst.pending_command)}</p> : null}
       <div class="buttons actions" role="toolbar" aria-label="instance actions">
         {ACTIONS.map(([name, label, danger]) => (
