@@ -48,8 +48,10 @@ def login(
     with Client(url, token, retry_deadline_s=5) as c:
         me = c.me()
         path = config.write_file(c.url, token)
-    role = f" ({me['role']})" if me.get("role") else ""
-    typer.echo(f"logged in to {c.url} as {me.get('name')}{role}; saved to {path}")
+    who = f"as {me['name']}" + (f" ({me['role']})" if me.get("role") else "")
+    typer.echo(
+        f"logged in to {c.url} {who if me.get('name') else '(token accepted)'}; saved to {path}"
+    )
 
 
 @app.command()
@@ -160,17 +162,8 @@ def instances(
         return show.print_json(rows)
     for r in rows:
         r["time"] = show.duration(r.get("start_time"), r.get("end_time"))
-    cols = [
-        "id",
-        "workflow_name",
-        "version",
-        "state",
-        "command_type",
-        "schedule_time",
-        "start_time",
-        "time",
-    ]
-    show.table(rows, cols)
+    cols = ["id", "workflow_name", "version", "state", "schedule_time", "start_time", "time"]
+    show.table(rows, cols, {"workflow_name": "workflow", "schedule_time": "scheduled"})
 
 
 @app.command()

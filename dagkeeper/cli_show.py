@@ -36,11 +36,14 @@ def print_json(data: Any) -> None:
 
 
 def table(
-    rows: Iterable[Mapping[str, Any]], columns: Sequence[str], title: str | None = None
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str],
+    headers: Mapping[str, str] | None = None,
 ) -> None:
-    t = Table(title=title, show_edge=False, pad_edge=False, header_style="bold")
+    """A table of ``columns`` (keys of the rows), headed by ``headers[key]`` or the key."""
+    t = Table(show_edge=False, pad_edge=False, header_style="bold")
     for c in columns:
-        t.add_column(c)
+        t.add_column((headers or {}).get(c, c), overflow="fold")
     for r in rows:
         t.add_row(*(cell(r.get(c)) for c in columns))
     out.print(t)
@@ -54,6 +57,11 @@ def cell(v: Any) -> Text:
     if isinstance(v, dict):
         return Text(json.dumps(v))
     s = str(v)
+    if len(s) >= 25 and s[4] == "-" and s[10] == "T":  # an API time: seconds are enough
+        try:
+            s = datetime.fromisoformat(s).strftime("%Y-%m-%d %H:%M:%S%z")
+        except ValueError:
+            pass
     return Text(s, style=STYLE.get(s, ""))  # type: ignore[call-overload]
 
 
@@ -115,6 +123,7 @@ class RunView:
     def __init__(self, run: Run, total: int, console: Console | None = None) -> None:
         self.run, self.total, self.console = run, total, console or out
         self.seen: dict[int, str] = {}
+        self.done: set[str] = set()
         self.started = time.monotonic()
 
     def counts(self) -> tuple[int, int]:
@@ -139,15 +148,17 @@ class RunView:
         return Group(t, Group(line, bar))
 
     def lines(self, run: Run) -> None:
-        done, total = self.counts()
-        for t in run.tasks:
+        """One line per attempt state not printed yet, counting finished tasks as they come."""
+        total = max(self.total, len(latest_by_name(run.tasks)))
+        changed = [t for t in run.tasks if self.seen.get(int(t["id"])) != t["state"]]
+        for t in sorted(changed, key=lambda t: (t.get("end_time") or "~", int(t["id"]))):
             tid, state = int(t["id"]), str(t["state"])
-            if self.seen.get(tid) == state:
-                continue
             self.seen[tid] = state
+            if state in TASK_TERMINAL and t.get("parent_id") is None:
+                self.done.add(str(t["name"]))
             where = f" on {t['host']}" if t.get("host") else ""
             why = f" ({t['reason']})" if t.get("reason") and state not in TASK_SUCCESSFUL else ""
-            self.console.print(f"[{done}/{total}] {t['name']}: {state}{where}{why}")
+            self.console.print(f"[{len(self.done)}/{total}] {t['name']}: {state}{where}{why}")
 
     def follow(self, timeout: float | None, poll_s: float = 0.5) -> Run:
         if not self.console.is_terminal:

@@ -157,7 +157,7 @@ class Client:
             return dict(self.request("GET", "/me"))
         except NotFound:
             self.request("GET", "/workflows", params={"limit": 1})
-            return {"name": "(token accepted)", "role": None}
+            return {"name": None, "role": None}
 
     # -- workflows ----------------------------------------------------------------------------
 
