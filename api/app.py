@@ -19,20 +19,27 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import ui
-from api.deps import ApiContext, get_ctx, require_token, resolve_token
+from api.auth import authenticate
+from api.auth_audit import AuditMiddleware
+from api.deps import ApiContext, get_ctx, resolve_token
 from api.routers import (
+    audit,
     cluster,
     instances,
+    me,
+    projects,
     schedules,
     task_groups,
     task_instances,
+    tokens,
     ui_views,
+    users,
     workflows,
 )
 from api.routers import datasources as datasources_router
 from api.schemas import ReadyOut
 from coord.zk import ZkClient
-from core.errors import DagkeeperError, Unauthorized
+from core.errors import DagkeeperError, TooManyRequests, Unauthorized
 from core.settings import Settings
 from db.engine import SessionFactory, make_engine, make_session_factory
 
@@ -66,6 +73,9 @@ def _json_safe(value: Any) -> Any:
 async def _on_dagkeeper_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DagkeeperError)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    if isinstance(exc, TooManyRequests):
+        wait = (exc.details or {}).get("retry_after_s", 1)
+        headers = {"Retry-After": str(max(1, round(float(wait))))}
     if exc.http_status >= 500:
         log.warning("api: %s %s -> %d %s", request.method, request.url.path, exc.http_status, exc)
     return error_response(
@@ -212,10 +222,11 @@ def create_app(
     app.add_exception_handler(OperationalError, _on_database_down)
     app.add_exception_handler(InterfaceError, _on_database_down)
     app.add_exception_handler(KazooException, _on_zk_down)
+    app.add_middleware(AuditMiddleware, prefix=API_PREFIX)
     app.add_middleware(CatchAllMiddleware)
 
     app.include_router(_probes())
-    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
+    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate)])
     v1.include_router(workflows.router)
     v1.include_router(instances.router)
     v1.include_router(task_instances.router)
@@ -224,6 +235,11 @@ def create_app(
     v1.include_router(schedules.router)
     v1.include_router(datasources_router.router)
     v1.include_router(ui_views.router)
+    v1.include_router(me.router)
+    v1.include_router(users.router)
+    v1.include_router(tokens.router)
+    v1.include_router(projects.router)
+    v1.include_router(audit.router)
     app.include_router(v1)
     app.include_router(ui.router)  # the web UI's bundle at / and /ui/
     return app

@@ -1,24 +1,27 @@
-"""What every request handler needs: the application context (settings, sessions, ZooKeeper),
-the API token (settings or a 0600 file under the data dir) and the bearer-token check."""
+"""What every request handler needs: the application context (settings, sessions, ZooKeeper,
+the failed-authentication limiter) and the bootstrap token (settings or a 0600 file under the
+data dir). Who the caller is and what it may do: api/auth.py and api/auth_scope.py."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
 from sqlalchemy import Engine
 
 from coord.zk import ZkClient
 from core import secret_files
-from core.errors import CoordinationUnavailable, Unauthorized
+from core.errors import CoordinationUnavailable
 from core.settings import Settings
 from db.engine import SessionFactory
+
+if TYPE_CHECKING:
+    from api.auth import FailureLimiter
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,16 @@ class ApiContext:
     zk: ZkClient
     owns_zk: bool
     owned_engine: Engine | None = None
+    limiter: FailureLimiter | None = None  # made from settings.api when not given
     _zk_started: bool = False
     _zk_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.limiter is None:
+            from api.auth import FailureLimiter
+
+            api = self.settings.api
+            self.limiter = FailureLimiter(api.auth_fail_limit, api.auth_fail_window_s)
 
     def start_zk(self) -> None:
         """Connect an owned client in the background (kazoo keeps retrying); never blocks."""
@@ -87,17 +98,3 @@ class ApiContext:
 def get_ctx(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.ctx
     return ctx
-
-
-_bearer = HTTPBearer(auto_error=False, description="the API token (settings or api-token file)")
-
-
-def require_token(
-    creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
-    ctx: ApiContext = Depends(get_ctx),
-) -> None:
-    """401 unless the request carries ``Authorization: Bearer <token>``."""
-    if creds is None or not creds.credentials:
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    if not hmac.compare_digest(creds.credentials.encode(), ctx.token.encode()):
-        raise Unauthorized("invalid API token")

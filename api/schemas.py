@@ -67,6 +67,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class WorkflowSummary(BaseModel):
     id: int
     name: str
+    project: str = "default"
     description: str
     version: int
     created_at: Timestamp
@@ -77,6 +78,7 @@ class WorkflowSummary(BaseModel):
         return cls(
             id=d.id,
             name=d.name,
+            project=d.project,
             description=d.description,
             version=d.latest_version,
             created_at=d.created_at,
@@ -91,6 +93,7 @@ class WorkflowDetail(BaseModel):
 
     id: int
     name: str
+    project: str = "default"
     version: int
     latest_version: int
     description: str = ""
@@ -108,6 +111,7 @@ class WorkflowDetail(BaseModel):
         return cls(
             **spec,
             id=d.id,
+            project=d.project,
             version=v.version,
             latest_version=d.latest_version,
             version_created_at=v.created_at,
@@ -232,6 +236,7 @@ class TaskGroupIn(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
     capacity: int = Field(ge=1, le=100000)
     description: str = ""
+    project: str = Field(default="default", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
 
 
 class TaskGroupUpdate(BaseModel):
@@ -243,6 +248,7 @@ class TaskGroupUpdate(BaseModel):
 
 class TaskGroupOut(BaseModel):
     name: str
+    project: str = "default"
     capacity: int
     in_use: int
     description: str

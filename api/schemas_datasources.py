@@ -74,6 +74,8 @@ class _Fields(BaseModel):
 class DatasourceIn(_Fields):
     name: str = Field(pattern=NAME_PATTERN)
 
+    project: str = Field(default="default", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
+
     @model_validator(mode="after")
     def _complete(self) -> DatasourceIn:
         if self.kind is None:
@@ -93,6 +95,7 @@ class DatasourceUpdate(_Fields):
 class DatasourceOut(BaseModel):
     id: int
     name: str
+    project: str = "default"
     kind: str
     host: str
     port: int | None
@@ -109,6 +112,7 @@ class DatasourceOut(BaseModel):
         return cls(
             id=d.id,
             name=d.name,
+            project=d.project,
             kind=d.kind,
             host=d.host,
             port=d.port,

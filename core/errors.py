@@ -41,6 +41,13 @@ class Unauthorized(DagkeeperError):
     http_status = 401
 
 
+class TooManyRequests(DagkeeperError):
+    """Too many failed authentications from one client address; ``details.retry_after_s``."""
+
+    code = "too_many_requests"
+    http_status = 429
+
+
 class ConfigError(DagkeeperError):
     """Settings are inconsistent or a required program is missing."""
 

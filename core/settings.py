@@ -20,6 +20,31 @@ class DbSettings(BaseModel):
     # standalone: start a private PostgreSQL server (False = use ``url`` as given)
     managed: bool = True
     port: int = Field(default=15432, ge=1, le=65535)
+    # the password, kept out of the URL (and so out of logs and ``ps``): given, or read from a file
+    password: str = Field(default="", repr=False)
+    password_file: str = ""
+    # TLS to PostgreSQL (libpq's sslmode: disable, prefer, require, verify-ca, verify-full)
+    sslmode: str = Field(
+        default="", pattern=r"^(|disable|allow|prefer|require|verify-ca|verify-full)$"
+    )
+    sslrootcert: str = ""
+    sslcert: str = ""
+    sslkey: str = ""
+
+    def connect_args(self) -> dict[str, str]:
+        """The psycopg2 connection keywords beside the URL: password (from the file when one is
+        named) and TLS options. Never logged."""
+        out: dict[str, str] = {}
+        password = self.password or (
+            Path(self.password_file).expanduser().read_text().strip() if self.password_file else ""
+        )
+        if password:
+            out["password"] = password
+        for key in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
+            value = getattr(self, key)
+            if value:
+                out[key] = value
+        return out
 
 
 class ZkSettings(BaseModel):
@@ -29,6 +54,20 @@ class ZkSettings(BaseModel):
     connect_timeout_s: float = Field(default=15.0, gt=0)
     managed: bool = True
     port: int = Field(default=12181, ge=1, le=65535)
+    # digest ACLs on the namespace: every znode under ``root`` is readable and writable only with
+    # these credentials (empty password and file = no ACLs, the namespace is open)
+    auth_user: str = Field(default="dagkeeper", pattern=r"^[^:]{1,100}$")
+    auth_password: str = Field(default="", repr=False)
+    auth_password_file: str = ""
+
+    def digest_auth(self) -> tuple[str, str] | None:
+        """(user, password) of the namespace's digest ACL, or None when ACLs are off."""
+        password = self.auth_password or (
+            Path(self.auth_password_file).expanduser().read_text().strip()
+            if self.auth_password_file
+            else ""
+        )
+        return (self.auth_user, password) if password else None
 
     @field_validator("root")
     @classmethod
@@ -67,8 +106,11 @@ class WorkerSettings(BaseModel):
     # Cap on what SQL/HTTP tasks write to their log: rows of a result, bytes of a response
     sql_max_rows: int = Field(default=1000, ge=1)
     http_max_body_bytes: int = Field(default=65536, ge=0)
+    # Tenancy: OS users this worker may run SHELL tasks as (a project names its user); empty =
+    # every task runs as the worker's own user, and a project that names a user is refused
+    run_as_users: Annotated[list[str], NoDecode] = []
 
-    @field_validator("groups", mode="before")
+    @field_validator("groups", "run_as_users", mode="before")
     @classmethod
     def _split_groups(cls, v: Any) -> Any:
         if isinstance(v, str):
@@ -108,8 +150,14 @@ class LogSettings(BaseModel):
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=12345, ge=1, le=65535)
-    # Bearer token required by /api/v1; empty = read or create <data_dir>/api-token.
+    # The bootstrap admin's bearer token; empty = read or create <data_dir>/api-token.
     token: str = Field(default="", repr=False)
+    # Failed authentications (a wrong or expired token) per client address before 429s, and
+    # the sliding window they are counted in.
+    auth_fail_limit: int = Field(default=20, ge=1)
+    auth_fail_window_s: float = Field(default=60.0, gt=0)
+    # Audit rows older than this are deleted (0 = kept for ever).
+    audit_retention_days: int = Field(default=90, ge=0)
 
 
 class CronSettings(BaseModel):

@@ -108,10 +108,17 @@ def add_version(
 
 
 def list_definitions(
-    s: Session, limit: int = 50, offset: int = 0, name: str | None = None
+    s: Session,
+    limit: int = 50,
+    offset: int = 0,
+    name: str | None = None,
+    projects: list[str] | None = None,
 ) -> tuple[list[WorkflowDefinition], int]:
-    """Live definitions by id, with the total count; ``name`` filters by substring."""
+    """Live definitions by id, with the total count; ``name`` filters by substring, ``projects``
+    (None = all) by project."""
     cond: list[ColumnElement[bool]] = [WorkflowDefinition.deleted.is_(False)]
+    if projects is not None:
+        cond.append(WorkflowDefinition.project.in_(projects))
     if name:
         cond.append(WorkflowDefinition.name.contains(name, autoescape=True))
     total = s.scalar(select(func.count()).select_from(WorkflowDefinition).where(*cond)) or 0

@@ -107,9 +107,14 @@ def list_instances(
     states: Sequence[str] | None = None,
     limit: int = 50,
     offset: int = 0,
+    projects: list[str] | None = None,
 ) -> tuple[list[WorkflowInstance], int]:
-    """Instances, newest first, with the total count matching the filters."""
+    """Instances, newest first, with the total count matching the filters (``projects``: of
+    those projects' workflows only; None = all)."""
     cond: list[ColumnElement[bool]] = []
+    if projects is not None:
+        wf = select(WorkflowDefinition.id).where(WorkflowDefinition.project.in_(projects))
+        cond.append(WorkflowInstance.workflow_id.in_(wf))
     if workflow_id is not None:
         cond.append(WorkflowInstance.workflow_id == workflow_id)
     if states:

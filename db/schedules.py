@@ -134,9 +134,18 @@ def delete(s: Session, schedule_id: int) -> None:
 
 
 def list_schedules(
-    s: Session, *, workflow_id: int | None = None, limit: int = 50, offset: int = 0
+    s: Session,
+    *,
+    workflow_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    projects: list[str] | None = None,
 ) -> tuple[list[Schedule], int]:
+    """Schedules by id; ``projects`` (None = all): of those projects' workflows only."""
     cond: list[ColumnElement[bool]] = []
+    if projects is not None:
+        wf = select(WorkflowDefinition.id).where(WorkflowDefinition.project.in_(projects))
+        cond.append(Schedule.workflow_id.in_(wf))
     if workflow_id is not None:
         cond.append(Schedule.workflow_id == workflow_id)
     total = s.scalar(select(func.count()).select_from(Schedule).where(*cond)) or 0

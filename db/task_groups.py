@@ -23,6 +23,7 @@ class GroupView:
     description: str
     created_at: datetime
     updated_at: datetime
+    project: str = "default"
 
 
 def _in_use(s: Session, names: list[str]) -> dict[str, int]:
@@ -40,7 +41,13 @@ def _in_use(s: Session, names: list[str]) -> dict[str, int]:
 
 def _view(g: TaskGroup, used: dict[str, int]) -> GroupView:
     return GroupView(
-        g.name, g.capacity, used.get(g.name, 0), g.description, g.created_at, g.updated_at
+        g.name,
+        g.capacity,
+        used.get(g.name, 0),
+        g.description,
+        g.created_at,
+        g.updated_at,
+        g.project,
     )
 
 
@@ -51,15 +58,25 @@ def get(s: Session, name: str) -> GroupView:
     return _view(g, _in_use(s, [name]))
 
 
-def list_all(s: Session, limit: int, offset: int) -> tuple[list[GroupView], int]:
-    total = s.scalar(select(func.count()).select_from(TaskGroup)) or 0
-    rows = list(s.scalars(select(TaskGroup).order_by(TaskGroup.name).limit(limit).offset(offset)))
+def list_all(
+    s: Session, limit: int, offset: int, projects: list[str] | None = None
+) -> tuple[list[GroupView], int]:
+    """Groups by name; ``projects`` (None = all) limits them to those projects'."""
+    cond = [] if projects is None else [TaskGroup.project.in_(projects)]
+    total = s.scalar(select(func.count()).select_from(TaskGroup).where(*cond)) or 0
+    rows = list(
+        s.scalars(
+            select(TaskGroup).where(*cond).order_by(TaskGroup.name).limit(limit).offset(offset)
+        )
+    )
     used = _in_use(s, [g.name for g in rows])
     return [_view(g, used) for g in rows], int(total)
 
 
-def create(s: Session, name: str, capacity: int, description: str) -> GroupView:
-    s.add(TaskGroup(name=name, capacity=capacity, description=description))
+def create(
+    s: Session, name: str, capacity: int, description: str, project: str = "default"
+) -> GroupView:
+    s.add(TaskGroup(name=name, capacity=capacity, description=description, project=project))
     try:
         s.flush()
     except IntegrityError:

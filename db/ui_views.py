@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
 from core.states import WORKFLOW_TERMINAL, WorkflowState, values
-from db.models import Backfill, WorkflowInstance
+from db.models import Backfill, WorkflowDefinition, WorkflowInstance
 
 # a count stops here: "10000+" says enough and costs a bounded index read
 COUNT_CAP = 10_000
@@ -25,6 +25,7 @@ class InstanceFilter:
     states: Sequence[str] | None = None
     since: datetime | None = None  # submit_time >= since
     until: datetime | None = None  # submit_time < until
+    projects: Sequence[str] | None = None  # of these projects' workflows (None = all)
 
 
 def _conditions(f: InstanceFilter) -> list[ColumnElement[bool]]:
@@ -37,6 +38,9 @@ def _conditions(f: InstanceFilter) -> list[ColumnElement[bool]]:
         cond.append(WorkflowInstance.submit_time >= f.since)
     if f.until is not None:
         cond.append(WorkflowInstance.submit_time < f.until)
+    if f.projects is not None:
+        wf = select(WorkflowDefinition.id).where(WorkflowDefinition.project.in_(list(f.projects)))
+        cond.append(WorkflowInstance.workflow_id.in_(wf))
     return cond
 
 
@@ -107,12 +111,21 @@ class BackfillProgress:
 
 
 def backfills(
-    s: Session, *, workflow_id: int | None, limit: int, offset: int
+    s: Session,
+    *,
+    workflow_id: int | None,
+    limit: int,
+    offset: int,
+    projects: Sequence[str] | None = None,
 ) -> tuple[list[BackfillProgress], int]:
-    """Backfills newest first, each with its date count, submitted and finished dates."""
+    """Backfills newest first, each with its date count, submitted and finished dates
+    (``projects``: of those projects' workflows only; None = all)."""
     cond: list[ColumnElement[bool]] = []
     if workflow_id is not None:
         cond.append(Backfill.workflow_id == workflow_id)
+    if projects is not None:
+        wf = select(WorkflowDefinition.id).where(WorkflowDefinition.project.in_(list(projects)))
+        cond.append(Backfill.workflow_id.in_(wf))
     total = int(s.scalar(select(func.count()).select_from(Backfill).where(*cond)) or 0)
     rows = list(
         s.scalars(

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
+from api.auth_scope import authorize
 from api.deps import ApiContext, get_ctx
 from api.schemas import ERROR_RESPONSES, ClusterOut, Member
 from coord import membership
@@ -55,7 +56,7 @@ def queue_depths(client: KazooClient, paths: ZkPaths) -> dict[str, int]:
     return out
 
 
-@router.get("", response_model=ClusterOut)
+@router.get("", response_model=ClusterOut, dependencies=[Depends(authorize("read"))])
 def get_cluster(ctx: ApiContext = Depends(get_ctx)) -> ClusterOut:
     """Live membership (ephemeral znodes), the cron leader and the depth of each queue."""
     zk = ctx.require_zk()

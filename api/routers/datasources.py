@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 
+from api.auth_scope import authorize, body_project_target, datasource_target
 from api.deps import ApiContext, get_ctx
 from api.schemas import ERROR_RESPONSES, DbId, Limit, Offset
 from api.schemas_datasources import DatasourceIn, DatasourceOut, DatasourcePage, DatasourceUpdate
@@ -41,7 +42,12 @@ def _encrypt(ctx: ApiContext, body: DatasourceIn | DatasourceUpdate) -> str | No
     return SecretBox.from_settings(ctx.settings).encrypt(body.password.get_secret_value())
 
 
-@router.post("", status_code=201, response_model=DatasourceOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=DatasourceOut,
+    dependencies=[Depends(authorize("define", body_project_target))],
+)
 def create_datasource(body: DatasourceIn, ctx: ApiContext = Depends(get_ctx)) -> Any:
     """Create a datasource; 409 if the name is taken."""
     assert body.kind is not None and body.host is not None  # checked by DatasourceIn
@@ -55,6 +61,7 @@ def create_datasource(body: DatasourceIn, ctx: ApiContext = Depends(get_ctx)) ->
         password_enc=_encrypt(ctx, body),
         options=body.options or {},
         description=body.description or "",
+        project=body.project,
     )
     with _name_conflicts(body.name), ctx.session_factory.begin() as s:
         s.add(row)
@@ -76,7 +83,11 @@ def list_datasources(
         return DatasourcePage(items=[DatasourceOut.from_row(d) for d in items], total=total)
 
 
-@router.get("/{datasource_id}", response_model=DatasourceOut)
+@router.get(
+    "/{datasource_id}",
+    response_model=DatasourceOut,
+    dependencies=[Depends(authorize("read", datasource_target))],
+)
 def get_datasource(datasource_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Any:
     with ctx.session_factory() as s:
         row = datasources.get(s, datasource_id)
@@ -85,7 +96,11 @@ def get_datasource(datasource_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> A
         return DatasourceOut.from_row(row)
 
 
-@router.put("/{datasource_id}", response_model=DatasourceOut)
+@router.put(
+    "/{datasource_id}",
+    response_model=DatasourceOut,
+    dependencies=[Depends(authorize("define", datasource_target))],
+)
 def update_datasource(
     datasource_id: DbId, body: DatasourceUpdate, ctx: ApiContext = Depends(get_ctx)
 ) -> Any:
@@ -111,7 +126,11 @@ def update_datasource(
     return out
 
 
-@router.delete("/{datasource_id}", status_code=204)
+@router.delete(
+    "/{datasource_id}",
+    status_code=204,
+    dependencies=[Depends(authorize("define", datasource_target))],
+)
 def delete_datasource(datasource_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Response:
     with ctx.session_factory.begin() as s:
         if not datasources.delete(s, datasource_id):

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Depends, Query
 from kazoo.exceptions import KazooException
 from sqlalchemy.orm import Session
 
+from api.auth import Principal
+from api.auth_scope import authorize, instance_target, read_scope
 from api.deps import ApiContext, get_ctx
 from api.schemas import ERROR_RESPONSES, MAX_ID, DbId, Offset
 from api.schemas_instances import (
@@ -56,20 +58,30 @@ def list_instances(
     state: Annotated[list[str] | None, Query(description="state name(s), comma list")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Offset = 0,
+    me: Principal = Depends(authorize("read")),
     ctx: ApiContext = Depends(get_ctx),
 ) -> InstancePage:
-    """Workflow instances, newest first."""
+    """Workflow instances of the caller's projects, newest first."""
     states = parse_states(state)
     with ctx.session_factory.begin() as s:
         rows, total = runs.list_instances(
-            s, workflow_id=workflow_id, states=states, limit=limit, offset=offset
+            s,
+            workflow_id=workflow_id,
+            states=states,
+            limit=limit,
+            offset=offset,
+            projects=read_scope(me),
         )
         names = runs.workflow_names(s, (i.workflow_id for i in rows))
         items = [InstanceSummary.from_row(i, names.get(i.workflow_id)) for i in rows]
     return InstancePage(items=items, total=total)
 
 
-@router.get("/{instance_id}", response_model=InstanceDetail)
+@router.get(
+    "/{instance_id}",
+    response_model=InstanceDetail,
+    dependencies=[Depends(authorize("read", instance_target))],
+)
 def get_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> InstanceDetail:
     """One instance with every attempt of every task (id, name, type, state, attempt, host,
     times, exit code)."""
@@ -102,7 +114,11 @@ def explain_waiting(ctx: ApiContext, tasks: list[TaskAttemptSummary]) -> None:
             t.waiting = f"no live worker in group {t.worker_group!r}"
 
 
-@router.get("/{instance_id}/tasks", response_model=TaskInstancePage)
+@router.get(
+    "/{instance_id}/tasks",
+    response_model=TaskInstancePage,
+    dependencies=[Depends(authorize("read", instance_target))],
+)
 def list_instance_tasks(
     instance_id: DbId,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
@@ -135,32 +151,57 @@ def _act(action: str, instance_id: int, ctx: ApiContext) -> ActionAccepted:
     return ActionAccepted(instance_id=done.instance_id, state=done.state, action=done.action)
 
 
-@router.post("/{instance_id}/stop", response_model=ActionAccepted, status_code=202)
+@router.post(
+    "/{instance_id}/stop",
+    response_model=ActionAccepted,
+    status_code=202,
+    dependencies=[Depends(authorize("run", instance_target))],
+)
 def stop_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
     """Stop: queued tasks are cancelled, running ones killed; the instance reaches STOP even
     when a worker is gone (running tasks are forced to KILL after ``master.kill_grace_s``)."""
     return _act("stop", instance_id, ctx)
 
 
-@router.post("/{instance_id}/pause", response_model=ActionAccepted, status_code=202)
+@router.post(
+    "/{instance_id}/pause",
+    response_model=ActionAccepted,
+    status_code=202,
+    dependencies=[Depends(authorize("run", instance_target))],
+)
 def pause_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
     """Pause: nothing new starts, running tasks finish, then the instance rests in PAUSE."""
     return _act("pause", instance_id, ctx)
 
 
-@router.post("/{instance_id}/resume", response_model=ActionAccepted, status_code=202)
+@router.post(
+    "/{instance_id}/resume",
+    response_model=ActionAccepted,
+    status_code=202,
+    dependencies=[Depends(authorize("run", instance_target))],
+)
 def resume_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
     """Resume a PAUSE instance where it stopped."""
     return _act("resume", instance_id, ctx)
 
 
-@router.post("/{instance_id}/rerun", response_model=ActionAccepted, status_code=202)
+@router.post(
+    "/{instance_id}/rerun",
+    response_model=ActionAccepted,
+    status_code=202,
+    dependencies=[Depends(authorize("run", instance_target))],
+)
 def rerun_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
     """Run a finished instance again from the start (a new run; earlier attempts are kept)."""
     return _act("rerun", instance_id, ctx)
 
 
-@router.post("/{instance_id}/recover-failed", response_model=ActionAccepted, status_code=202)
+@router.post(
+    "/{instance_id}/recover-failed",
+    response_model=ActionAccepted,
+    status_code=202,
+    dependencies=[Depends(authorize("run", instance_target))],
+)
 def recover_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
     """Run a FAILURE or STOP instance again from its failed, killed and skipped tasks, keeping
     the tasks that succeeded."""

@@ -9,6 +9,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from api.auth import Principal
+from api.auth_define import same_project
+from api.auth_scope import (
+    authorize,
+    backfill_target,
+    body_workflow_target,
+    read_scope,
+    schedule_target,
+)
 from api.deps import ApiContext, get_ctx
 from api.schemas import ERROR_RESPONSES, DbId, Limit, Offset, RunRequest
 from api.schemas_schedules import (
@@ -63,7 +72,13 @@ def _never_fires(expr: str, tz: str, start: datetime | None, end: datetime | Non
     cron.check_fires(expr, tz, datetime.now(UTC), start, end, field="cron")
 
 
-@router.post("/schedules", status_code=201, response_model=ScheduleOut, tags=["schedules"])
+@router.post(
+    "/schedules",
+    status_code=201,
+    response_model=ScheduleOut,
+    tags=["schedules"],
+    dependencies=[Depends(authorize("define", body_workflow_target))],
+)
 def create_schedule(
     body: ScheduleIn, response: Response, ctx: ApiContext = Depends(get_ctx)
 ) -> ScheduleOut:
@@ -89,22 +104,34 @@ def list_schedules(
     workflow_id: Annotated[int | None, Query(ge=1)] = None,
     limit: Limit = 50,
     offset: Offset = 0,
+    me: Principal = Depends(authorize("read")),
     ctx: ApiContext = Depends(get_ctx),
 ) -> SchedulePage:
+    """Schedules of the caller's projects' workflows."""
     with ctx.session_factory.begin() as s:
         rows, total = q_schedules.list_schedules(
-            s, workflow_id=workflow_id, limit=limit, offset=offset
+            s, workflow_id=workflow_id, limit=limit, offset=offset, projects=read_scope(me)
         )
         return SchedulePage(items=[ScheduleOut.from_row(r) for r in rows], total=total)
 
 
-@router.get("/schedules/{schedule_id}", response_model=ScheduleOut, tags=["schedules"])
+@router.get(
+    "/schedules/{schedule_id}",
+    response_model=ScheduleOut,
+    tags=["schedules"],
+    dependencies=[Depends(authorize("read", schedule_target))],
+)
 def get_schedule(schedule_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ScheduleOut:
     with ctx.session_factory.begin() as s:
         return ScheduleOut.from_row(q_schedules.get(s, schedule_id))
 
 
-@router.put("/schedules/{schedule_id}", response_model=ScheduleOut, tags=["schedules"])
+@router.put(
+    "/schedules/{schedule_id}",
+    response_model=ScheduleOut,
+    tags=["schedules"],
+    dependencies=[Depends(authorize("define", schedule_target))],
+)
 def update_schedule(
     schedule_id: DbId, body: ScheduleUpdate, ctx: ApiContext = Depends(get_ctx)
 ) -> ScheduleOut:
@@ -112,6 +139,8 @@ def update_schedule(
     given = body.model_dump(exclude_unset=True, exclude=set(_READ_ONLY))
     with ctx.session_factory.begin() as s:
         current = q_schedules.get(s, schedule_id)
+        if given.get("workflow_id") not in (None, current.workflow_id):
+            same_project(s, current.workflow_id, given["workflow_id"])
         tz = given.get("timezone") or current.timezone
         changes: dict[str, Any] = {}
         for k, v in given.items():
@@ -131,7 +160,11 @@ def update_schedule(
 
 
 @router.delete(
-    "/schedules/{schedule_id}", status_code=204, response_class=Response, tags=["schedules"]
+    "/schedules/{schedule_id}",
+    status_code=204,
+    response_class=Response,
+    tags=["schedules"],
+    dependencies=[Depends(authorize("define", schedule_target))],
 )
 def delete_schedule(schedule_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Response:
     """Delete the schedule; runs it already fired stay."""
@@ -148,7 +181,12 @@ def _preview(
     return PreviewOut(expr=expr, kind=cron.parse(expr).kind, timezone=tz, items=items)  # type: ignore[arg-type]
 
 
-@router.get("/schedules/{schedule_id}/preview", response_model=PreviewOut, tags=["schedules"])
+@router.get(
+    "/schedules/{schedule_id}/preview",
+    response_model=PreviewOut,
+    tags=["schedules"],
+    dependencies=[Depends(authorize("read", schedule_target))],
+)
 def preview_schedule(
     schedule_id: DbId,
     count: Count = 10,
@@ -164,7 +202,12 @@ def preview_schedule(
     return out
 
 
-@router.get("/cron/preview", response_model=PreviewOut, tags=["schedules"])
+@router.get(
+    "/cron/preview",
+    response_model=PreviewOut,
+    tags=["schedules"],
+    dependencies=[Depends(authorize("read"))],
+)
 def preview_cron(
     expr: Annotated[str, Query(min_length=1, max_length=200, description="cron or Quartz")],
     timezone: Annotated[str, Query(max_length=64)] = "UTC",
@@ -222,7 +265,12 @@ def submit_backfill(ctx: ApiContext, workflow_id: int, req: RunRequest) -> Backf
     )
 
 
-@router.get("/backfills/{backfill_id}", response_model=BackfillOut, tags=["backfills"])
+@router.get(
+    "/backfills/{backfill_id}",
+    response_model=BackfillOut,
+    tags=["backfills"],
+    dependencies=[Depends(authorize("read", backfill_target))],
+)
 def get_backfill(backfill_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> BackfillOut:
     """Progress: every date with its instance and state."""
     with ctx.session_factory.begin() as s:
@@ -230,7 +278,12 @@ def get_backfill(backfill_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Backf
         return BackfillOut.from_rows(row, runs, q_backfill.TERMINAL)
 
 
-@router.post("/backfills/{backfill_id}/stop", response_model=BackfillOut, tags=["backfills"])
+@router.post(
+    "/backfills/{backfill_id}/stop",
+    response_model=BackfillOut,
+    tags=["backfills"],
+    dependencies=[Depends(authorize("run", backfill_target))],
+)
 def stop_backfill(backfill_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> BackfillOut:
     """Submit no further dates; instances already submitted run on (stop them one by one)."""
     with ctx.session_factory.begin() as s:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from api import logs
+from api.auth_scope import authorize, task_instance_target
 from api.deps import ApiContext, get_ctx
 from api.schemas import ERROR_RESPONSES, MAX_ID, DbId
 from api.schemas_fanout import SubExecutionPage, TaskInstanceWithSubs, sub_executions, with_subs
@@ -34,7 +35,11 @@ def _load(ctx: ApiContext, task_instance_id: int) -> TaskInstance:
         return runs.get_task_instance(s, task_instance_id)
 
 
-@router.get("/{task_instance_id}", response_model=TaskInstanceWithSubs)
+@router.get(
+    "/{task_instance_id}",
+    response_model=TaskInstanceWithSubs,
+    dependencies=[Depends(authorize("read", task_instance_target))],
+)
 def get_task_instance(
     task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)
 ) -> TaskInstanceOut:
@@ -44,7 +49,11 @@ def get_task_instance(
         return with_subs(s, runs.get_task_instance(s, task_instance_id))
 
 
-@router.get("/{task_instance_id}/sub-executions", response_model=SubExecutionPage)
+@router.get(
+    "/{task_instance_id}/sub-executions",
+    response_model=SubExecutionPage,
+    dependencies=[Depends(authorize("read", task_instance_target))],
+)
 def get_sub_executions(
     task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)
 ) -> SubExecutionPage:
@@ -59,6 +68,7 @@ def get_sub_executions(
     "/{task_instance_id}/log",
     response_model=LogWindow,
     responses={200: {"content": {"text/plain": {}}, "description": "with follow=true: a stream"}},
+    dependencies=[Depends(authorize("read", task_instance_target))],
 )
 def get_log(
     task_instance_id: DbId,
@@ -77,7 +87,11 @@ def get_log(
     return logs.window(ctx, row, skip, limit)
 
 
-@router.get("/{task_instance_id}/log/download", response_class=StreamingResponse)
+@router.get(
+    "/{task_instance_id}/log/download",
+    response_class=StreamingResponse,
+    dependencies=[Depends(authorize("read", task_instance_target))],
+)
 def download_log(task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Response:
     """The whole log as text/plain."""
     row = _load(ctx, task_instance_id)
@@ -105,7 +119,12 @@ def _accepted(done: control.Accepted) -> ActionAccepted:
     )
 
 
-@router.post("/{task_instance_id}/kill", response_model=ActionAccepted, status_code=202)
+@router.post(
+    "/{task_instance_id}/kill",
+    response_model=ActionAccepted,
+    status_code=202,
+    dependencies=[Depends(authorize("run", task_instance_target))],
+)
 def kill(task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
     """Kill an attempt: a queued one at once; a running one by its worker (SIGTERM, then SIGKILL
     after the worker's kill grace), which records KILL; if its worker is gone, at once."""
@@ -120,7 +139,12 @@ def kill(task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAc
     return _accepted(done)
 
 
-@router.post("/{task_instance_id}/force-success", response_model=ActionAccepted, status_code=202)
+@router.post(
+    "/{task_instance_id}/force-success",
+    response_model=ActionAccepted,
+    status_code=202,
+    dependencies=[Depends(authorize("run", task_instance_target))],
+)
 def force_success(task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> ActionAccepted:
     """Mark a failed or killed attempt (the task's latest) FORCED_SUCCESS."""
     with ctx.session_factory.begin() as s:

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from api import ui_actions
+from api.auth import Principal
+from api.auth_scope import authorize, instance_target, read_scope
 from api.deps import ApiContext, get_ctx
 from api.routers.instances import get_instance, parse_states
 from api.schemas import ERROR_RESPONSES, MAX_ID, DbId, Limit, Offset, Timestamp, WorkflowSummary
@@ -48,11 +50,15 @@ def workflows_with_runs(
     offset: Offset = 0,
     name: str | None = None,
     runs_per: Annotated[int, Query(alias="runs", ge=0, le=50)] = 10,
+    me: Principal = Depends(authorize("read")),
     ctx: ApiContext = Depends(get_ctx),
 ) -> WorkflowRunsPage:
-    """Live workflows by id (``name`` filters by substring), each with its newest runs."""
+    """Live workflows of the caller's projects by id (``name`` filters by substring), each with
+    its newest runs."""
     with ctx.session_factory.begin() as s:
-        rows, total = definitions.list_definitions(s, limit=limit, offset=offset, name=name)
+        rows, total = definitions.list_definitions(
+            s, limit=limit, offset=offset, name=name, projects=read_scope(me)
+        )
         dots = q.last_runs(s, [d.id for d in rows], runs_per) if runs_per else {}
         items = [
             WorkflowWithRuns(
@@ -85,6 +91,7 @@ def instance_page(
     until: Annotated[datetime | None, Query(description="submitted before")] = None,
     before_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="page cursor")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    me: Principal = Depends(authorize("read")),
     ctx: ApiContext = Depends(get_ctx),
 ) -> InstanceKeysetPage:
     """Instances newest first, filtered by workflow, state and submit-time range, one page
@@ -101,7 +108,11 @@ def instance_page(
             [{"loc": ["query", "until"], "message": "until is not after since"}],
         )
     f = q.InstanceFilter(
-        workflow_id=workflow_id, states=parse_states(state), since=since, until=until
+        workflow_id=workflow_id,
+        states=parse_states(state),
+        since=since,
+        until=until,
+        projects=read_scope(me),
     )
     with ctx.session_factory.begin() as s:
         rows, more = q.instance_page(s, f, before_id=before_id, limit=limit)
@@ -134,7 +145,11 @@ def _allowed(a: ui_actions.Allowed) -> AllowedOut:
     return AllowedOut(allowed=a.allowed, reason=a.reason)
 
 
-@router.get("/instances/{instance_id}", response_model=InstanceView)
+@router.get(
+    "/instances/{instance_id}",
+    response_model=InstanceView,
+    dependencies=[Depends(authorize("read", instance_target))],
+)
 def instance_view(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> InstanceView:
     """One instance with every attempt and the actions its state allows (refusals with the
     reason the request itself would answer)."""
@@ -181,12 +196,15 @@ def backfill_page(
     workflow_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Limit = 20,
     offset: Offset = 0,
+    me: Principal = Depends(authorize("read")),
     ctx: ApiContext = Depends(get_ctx),
 ) -> BackfillPage:
     """Backfills newest first with their progress (dates, submitted, finished, failed); each
     one's dates are at GET /backfills/{id}."""
     with ctx.session_factory.begin() as s:
-        rows, total = q.backfills(s, workflow_id=workflow_id, limit=limit, offset=offset)
+        rows, total = q.backfills(
+            s, workflow_id=workflow_id, limit=limit, offset=offset, projects=read_scope(me)
+        )
         names = runs.workflow_names(s, (p.row.workflow_id for p in rows))
         items = [
             BackfillSummary(

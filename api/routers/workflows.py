@@ -11,6 +11,9 @@ from fastapi import APIRouter, Body, Depends, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
+from api.auth import Principal
+from api.auth_define import check_definition, take_project
+from api.auth_scope import authorize, body_project_target, read_scope, workflow_target
 from api.deps import ApiContext, get_ctx
 from api.routers import schedules
 from api.schemas import (
@@ -30,6 +33,7 @@ from core.errors import Conflict, ValidationError
 from core.spec import WorkflowSpec, parse_workflow_spec
 from core.states import Priority
 from db import definitions, runs
+from db import projects as q_projects
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +95,25 @@ def _parse_for_put(body: dict[str, Any], workflow_id: int) -> WorkflowSpec:
     return parse_workflow_spec(raw)
 
 
-@router.post("", status_code=201, response_model=WorkflowDetail, openapi_extra=SPEC_DOC)
+@router.post(
+    "",
+    status_code=201,
+    response_model=WorkflowDetail,
+    openapi_extra=SPEC_DOC,
+    dependencies=[Depends(authorize("define", body_project_target))],
+)
 def create_workflow(
     response: Response, body: dict[str, Any] = SpecBody, ctx: ApiContext = Depends(get_ctx)
 ) -> WorkflowDetail:
-    """Create a workflow (version 1); 422 names the offending tasks, 409 on a duplicate name."""
+    """Create a workflow (version 1) in ``project`` (default "default"); 422 names the offending
+    tasks, 409 on a duplicate name."""
+    project = take_project(body)
     spec = parse_workflow_spec(body)
     with _name_conflicts(spec.name), ctx.session_factory.begin() as s:
+        check_definition(s, project, spec)
         d, v = definitions.create_workflow(s, spec)
+        d.project = project
+        s.flush()
         out = WorkflowDetail.from_rows(d, v)
     log.info("api: workflow %d %r created (version 1, %d tasks)", out.id, out.name, len(out.tasks))
     response.headers["Location"] = f"{router.prefix}/{out.id}"
@@ -110,16 +125,23 @@ def list_workflows(
     limit: Limit = 50,
     offset: Offset = 0,
     name: str | None = None,
+    me: Principal = Depends(authorize("read")),
     ctx: ApiContext = Depends(get_ctx),
 ) -> WorkflowPage:
-    """Live workflows by id; ``name`` filters by substring."""
+    """Live workflows of the caller's projects by id; ``name`` filters by substring."""
     with ctx.session_factory.begin() as s:
-        rows, total = definitions.list_definitions(s, limit=limit, offset=offset, name=name)
+        rows, total = definitions.list_definitions(
+            s, limit=limit, offset=offset, name=name, projects=read_scope(me)
+        )
         items = [WorkflowSummary.from_row(d) for d in rows]
     return WorkflowPage(items=items, total=total)
 
 
-@router.get("/{workflow_id}", response_model=WorkflowDetail)
+@router.get(
+    "/{workflow_id}",
+    response_model=WorkflowDetail,
+    dependencies=[Depends(authorize("read", workflow_target))],
+)
 def get_workflow(workflow_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> WorkflowDetail:
     """The latest version's spec with the workflow's id, name and version."""
     with ctx.session_factory.begin() as s:
@@ -127,7 +149,11 @@ def get_workflow(workflow_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Workf
         return WorkflowDetail.from_rows(d, v)
 
 
-@router.get("/{workflow_id}/versions", response_model=VersionPage)
+@router.get(
+    "/{workflow_id}/versions",
+    response_model=VersionPage,
+    dependencies=[Depends(authorize("read", workflow_target))],
+)
 def list_versions(
     workflow_id: DbId,
     limit: Limit = 100,
@@ -141,7 +167,11 @@ def list_versions(
     return VersionPage(items=items, total=total)
 
 
-@router.get("/{workflow_id}/versions/{version}", response_model=WorkflowDetail)
+@router.get(
+    "/{workflow_id}/versions/{version}",
+    response_model=WorkflowDetail,
+    dependencies=[Depends(authorize("read", workflow_target))],
+)
 def get_version(
     workflow_id: DbId, version: DbId, ctx: ApiContext = Depends(get_ctx)
 ) -> WorkflowDetail:
@@ -151,20 +181,34 @@ def get_version(
         return WorkflowDetail.from_rows(d, v)
 
 
-@router.put("/{workflow_id}", response_model=WorkflowDetail, openapi_extra=SPEC_DOC)
+@router.put(
+    "/{workflow_id}",
+    response_model=WorkflowDetail,
+    openapi_extra=SPEC_DOC,
+    dependencies=[Depends(authorize("define", workflow_target))],
+)
 def update_workflow(
     workflow_id: DbId, body: dict[str, Any] = SpecBody, ctx: ApiContext = Depends(get_ctx)
 ) -> WorkflowDetail:
-    """Store the spec as a new immutable version; running instances keep their version."""
+    """Store the spec as a new immutable version; running instances keep their version. A
+    ``project`` in the body must be the workflow's (a workflow never changes project)."""
+    with ctx.session_factory() as s:
+        project = take_project(body, q_projects.of_workflow(s, workflow_id))
     spec = _parse_for_put(body, workflow_id)
     with _name_conflicts(spec.name), ctx.session_factory.begin() as s:
+        check_definition(s, project, spec)
         d, v = definitions.add_version(s, workflow_id, spec)
         out = WorkflowDetail.from_rows(d, v)
     log.info("api: workflow %d %r: new version %d", workflow_id, out.name, out.version)
     return out
 
 
-@router.delete("/{workflow_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/{workflow_id}",
+    status_code=204,
+    response_class=Response,
+    dependencies=[Depends(authorize("define", workflow_target))],
+)
 def delete_workflow(workflow_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Response:
     """Soft delete (instances stay readable); 409 while an instance is not finished."""
     with ctx.session_factory.begin() as s:
@@ -174,7 +218,12 @@ def delete_workflow(workflow_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Re
     return Response(status_code=204)
 
 
-@router.post("/{workflow_id}/runs", status_code=202, response_model=RunAccepted)
+@router.post(
+    "/{workflow_id}/runs",
+    status_code=202,
+    response_model=RunAccepted,
+    dependencies=[Depends(authorize("run", workflow_target))],
+)
 def run_workflow(
     workflow_id: DbId, body: RunRequest | None = None, ctx: ApiContext = Depends(get_ctx)
 ) -> RunAccepted:
