@@ -137,6 +137,14 @@ class Cluster:
         p.stopped = False
         return p
 
+    def up(self, masters: int = 1, workers: int = 1) -> None:
+        """Start masters m1..m<masters> and workers w1..w<workers>; wait until all registered."""
+        for i in range(1, masters + 1):
+            self.master(f"m{i}")
+        for i in range(1, workers + 1):
+            self.worker(f"w{i}")
+        self.wait_registered(masters, workers)
+
     def master(self, name: str, **extra: str) -> Proc:
         return self.start(name, "master", **extra)
 
@@ -266,11 +274,15 @@ class Cluster:
         return f's=$(date +%s%N); {body}; rc=$?; e=$(date +%s%N); echo "{rec}" >> {side}; exit $rc'
 
     def submit(self, tasks: list[dict[str, Any]], name: str | None = None, **spec: Any) -> int:
-        """Create a workflow of ``tasks`` (``command`` = body wrapped by ``task``) and run it."""
+        """Create a workflow of ``tasks`` (``command`` = body wrapped by ``task``; a task without
+        a command, e.g. a SUB_PROCESS, as it is) and run it."""
         self._wf_seq += 1
         raw = {
             "name": name or f"wf{self._wf_seq}",
-            "tasks": [{"type": "SHELL", **t, "command": self.task(t["command"])} for t in tasks],
+            "tasks": [
+                {"type": "SHELL", **t, "command": self.task(t["command"])} if "command" in t else t
+                for t in tasks
+            ],
             **spec,
         }
         wf_spec = parse_workflow_spec(raw)
@@ -301,6 +313,18 @@ class Cluster:
         if name is not None:
             sql += " AND name = :n"
         return self.rows(sql + " ORDER BY name, attempt", i=instance_id, n=name)
+
+    def task_state(self, task_instance_id: int) -> str:
+        return str(self.one("SELECT state FROM task_instance WHERE id = :i", i=task_instance_id))
+
+    def find_attempt(
+        self, instance_id: int, name: str, state: str = "RUNNING", attempt: int | None = None
+    ) -> Any:
+        """The first attempt of task ``name`` in ``state`` (numbered ``attempt``), or None."""
+        for r in self.attempts(instance_id, name):
+            if r.state == state and (attempt is None or r.attempt == attempt):
+                return r
+        return None
 
     def wait(
         self, cond: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05
@@ -341,6 +365,13 @@ class Cluster:
         finally:
             zk.stop()
             zk.close()
+
+    def wait_success(self, instance_id: int, timeout: float = 60) -> None:
+        """Wait until the instance is terminal, then assert it succeeded (the logs if not)."""
+        self.wait(
+            lambda: self.state(instance_id) in TERMINAL_WF, timeout, f"instance {instance_id}"
+        )
+        assert self.state(instance_id) == "SUCCESS", self.logs()
 
     def wait_all_terminal(self, timeout: float) -> None:
         def done() -> bool:
@@ -425,6 +456,11 @@ class Cluster:
                 bad.append(f"doctor exit {rc}: {out.strip()}")
         return bad
 
+    def assert_invariants(self) -> None:
+        """``check_invariants`` (doctor included) finds nothing broken; else the lines and logs."""
+        bad = self.check_invariants()
+        assert not bad, "\n".join(bad) + "\n" + self.logs()
+
     def check_overlaps(self) -> list[str]:
         by_task: dict[tuple[int, str], list[SideRecord]] = {}
         for r in self.side_records():
@@ -451,6 +487,14 @@ def group_alive(pgid: int) -> bool:
         except (ProcessLookupError, psutil.Error):
             continue
     return False
+
+
+def pid_gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie counts: nobody may reap it here)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _alive(pgid: int) -> bool:

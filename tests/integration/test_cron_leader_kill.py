@@ -40,10 +40,7 @@ def _leader_proc(c: Cluster, zk: KazooClient) -> str | None:
 
 def test_killing_the_cron_leader_loses_and_doubles_no_fire(proc_cluster: Cluster) -> None:
     c = proc_cluster
-    for m in ("m1", "m2", "m3"):
-        c.master(m)
-    c.worker("w1")
-    c.wait_registered(3, 1)
+    c.up(masters=3, workers=1)
     spec = parse_workflow_spec({"name": "tick", "tasks": [{"name": "a", "command": "true"}]})
     with c.sf.begin() as s:
         definition, _ = create_workflow(s, spec)

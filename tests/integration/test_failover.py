@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import psutil
-import pytest
-from harness import Cluster, group_alive
+from harness import Cluster, group_alive, pid_gone
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
@@ -22,45 +22,36 @@ from ops.localserver import PostgresServer, ZookeeperServer, free_port
 SESSION_S = 4
 
 
-def _dead(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _done(c: Cluster, iid: int, timeout: float = 60) -> None:
-    c.wait(lambda: c.state(iid) in ("SUCCESS", "FAILURE", "STOP"), timeout, f"instance {iid}")
-    assert c.state(iid) == "SUCCESS", c.logs()
-
-
 def _read(path: Path) -> str | None:
     return path.read_text().strip() or None if path.exists() else None
 
 
-def _assert_clean(c: Cluster) -> None:
-    bad = c.check_invariants()
-    assert not bad, "\n".join(bad) + "\n" + c.logs()
-
-
-def _running(c: Cluster, iid: int, name: str, attempt: int = 1):  # type: ignore[no-untyped-def]
-    def find():  # type: ignore[no-untyped-def]
-        for r in c.attempts(iid, name):
-            if r.attempt == attempt and r.state == "RUNNING":
-                return r
-        return None
-
-    return find
+@contextmanager
+def _own_zookeeper(
+    server_root: Path, db_url: str, zk_root: str, scale: float, tag: str
+) -> Iterator[tuple[ZookeeperServer, Cluster]]:
+    """A private ZooKeeper (the test wipes it) and a process cluster on it; logs printed on a
+    failure."""
+    zk_dir = server_root / f"zk-{tag}{zk_root.replace('/', '_')}"
+    zk = ZookeeperServer(zk_dir, free_port(), tick_ms=500, fsync=False)
+    zk.start(timeout=60 * scale)
+    c = Cluster(zk_dir / "cluster", db_url, zk.hosts, zk_root, scale, SESSION_S)
+    ok = False
+    try:
+        yield zk, c
+        ok = True
+    finally:
+        c.close()
+        zk.stop()
+        if not ok:
+            print(c.logs())
 
 
 def test_worker_kill9_task_rerun_on_other_worker(proc_cluster: Cluster) -> None:
     """kill -9 of the worker process alone: its guardian kills the task's process group (a
     subshell included) at once, and the task runs again on another worker."""
     c = proc_cluster
-    c.master("m1")
-    c.worker("w1")
-    c.worker("w2")
-    c.wait_registered(1, 2)
+    c.up(masters=1, workers=2)
     iid = c.submit(
         [
             {
@@ -70,14 +61,14 @@ def test_worker_kill9_task_rerun_on_other_worker(proc_cluster: Cluster) -> None:
             }
         ]
     )
-    first = c.wait(_running(c, iid, "long"), 30, "attempt 1 RUNNING")
+    first = c.wait(lambda: c.find_attempt(iid, "long", attempt=1), 30, "attempt 1 RUNNING")
     victim, pgid = first.host, first.pid
     assert pgid and group_alive(pgid)
     killed_at = time.time()
     c.kill9(victim, with_tasks=False)  # the worker only: its tasks are left to the guardian
     c.wait(lambda: not group_alive(pgid), 2, f"process group {pgid} gone", interval=0.02)
     group_took = time.time() - killed_at
-    second = c.wait(_running(c, iid, "long", 2), 30, "attempt 2 RUNNING")
+    second = c.wait(lambda: c.find_attempt(iid, "long", attempt=2), 30, "attempt 2 RUNNING")
     took = second.start_time.timestamp() - killed_at
     print(
         f"\nworker kill -9: task group gone in {group_took:.2f}s; new attempt started in"
@@ -85,21 +76,17 @@ def test_worker_kill9_task_rerun_on_other_worker(proc_cluster: Cluster) -> None:
     )
     assert group_took < 1.0 * c.scale
     assert "killing task process groups" in c.procs[victim].log_path.read_text()
-    _done(c, iid)
+    c.wait_success(iid)
     rows = c.attempts(iid, "long")
     assert [(r.attempt, r.state) for r in rows] == [(1, "NEED_FAULT_TOLERANCE"), (2, "SUCCESS")]
     assert rows[1].host != victim
     assert took < SESSION_S + 3 * c.scale
-    _assert_clean(c)
+    c.assert_invariants()
 
 
 def test_master_kill9_instance_adopted(proc_cluster: Cluster) -> None:
     c = proc_cluster
-    c.master("m1")
-    c.master("m2")
-    c.worker("w1")
-    c.worker("w2")
-    c.wait_registered(2, 2)
+    c.up(masters=2, workers=2)
     iid = c.submit(
         [
             {"name": "a", "command": "sleep 2"},
@@ -107,7 +94,7 @@ def test_master_kill9_instance_adopted(proc_cluster: Cluster) -> None:
             {"name": "c", "command": "sleep 2", "depends_on": ["b"]},
         ]
     )
-    c.wait(_running(c, iid, "a"), 30, "a RUNNING")
+    c.wait(lambda: c.find_attempt(iid, "a", attempt=1), 30, "a RUNNING")
     owner_name = c.wait(lambda: c.master_owning(iid), 10, "owner of the instance")
     old_owner = c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=iid)
     killed_at = time.monotonic()
@@ -120,7 +107,7 @@ def test_master_kill9_instance_adopted(proc_cluster: Cluster) -> None:
     c.wait(adopted, 30, "adoption", interval=0.02)
     took = time.monotonic() - killed_at
     print(f"\nmaster failover: kill -9 -> adoption in {took:.2f}s (session {SESSION_S}s)")
-    _done(c, iid)
+    c.wait_success(iid)
     alerts = c.rows("SELECT content FROM alert WHERE kind = 'MASTER_FAILOVER'")
     assert any(iid in a[0]["instances"] for a in alerts), alerts
     assert c.master_owning(iid) is not None and c.master_owning(iid) != owner_name
@@ -128,16 +115,14 @@ def test_master_kill9_instance_adopted(proc_cluster: Cluster) -> None:
         ok = [r for r in c.attempts(iid, name) if r.state == "SUCCESS"]
         assert len(ok) == 1, (name, c.attempts(iid, name))
     assert took < SESSION_S + 3 * c.scale
-    _assert_clean(c)
+    c.assert_invariants()
 
 
 def test_sigstopped_worker_is_fenced(proc_cluster: Cluster, tmp_path: Path) -> None:
     """A worker frozen past the session timeout: its tasks run again elsewhere; after SIGCONT its
     late reports are rejected and its task process groups are killed."""
     c = proc_cluster
-    c.master("m1")
-    c.worker("w1")
-    c.wait_registered(1, 1)
+    c.up(masters=1, workers=1)
     pids = tmp_path / "pids"
     pids.mkdir()
     pids.chmod(0o777)
@@ -159,15 +144,15 @@ def test_sigstopped_worker_is_fenced(proc_cluster: Cluster, tmp_path: Path) -> N
             },
         ]
     )
-    long1 = c.wait(_running(c, iid, "long"), 30, "long RUNNING on w1")
-    c.wait(_running(c, iid, "short"), 30, "short RUNNING on w1")
+    long1 = c.wait(lambda: c.find_attempt(iid, "long", attempt=1), 30, "long RUNNING on w1")
+    c.wait(lambda: c.find_attempt(iid, "short", attempt=1), 30, "short RUNNING on w1")
     long_pid = int(c.wait(lambda: _read(pids / "long-1"), 10, "pid of long#1"))
     c.worker("w2")
     c.wait_registered(1, 2)
     c.sigstop("w1")
     stopped_at = time.time()
     (pids / "go").touch()
-    l2 = c.wait(_running(c, iid, "long", 2), 30, "long attempt 2 RUNNING")
+    l2 = c.wait(lambda: c.find_attempt(iid, "long", attempt=2), 30, "long attempt 2 RUNNING")
     c.wait(lambda: any(r.attempt == 2 for r in c.attempts(iid, "short")), 30, "short attempt 2")
     print(
         f"\nzombie worker: SIGSTOP -> new attempt in {l2.start_time.timestamp() - stopped_at:.2f}s"
@@ -178,9 +163,9 @@ def test_sigstopped_worker_is_fenced(proc_cluster: Cluster, tmp_path: Path) -> N
         lambda: any(r.name == "short" and r.attempt == 1 for r in c.side_records()), 10, "short#1"
     )
     c.sigcont("w1")
-    c.wait(lambda: _dead(long_pid), 10, f"zombie's task pid {long_pid} killed")
+    c.wait(lambda: pid_gone(long_pid), 10, f"zombie's task pid {long_pid} killed")
     c.wait(lambda: not group_alive(long1.pid), 10, f"zombie's task group {long1.pid} killed")
-    _done(c, iid)
+    c.wait_success(iid)
     # the thawed worker has re-registered (a new epoch) by now or soon; its stale writes failed
     c.wait_registered(1, 2)
     log = c.procs["w1"].log_path.read_text()
@@ -206,26 +191,14 @@ def test_sigstopped_worker_is_fenced(proc_cluster: Cluster, tmp_path: Path) -> N
         fresh = c.rows("SELECT exit_code FROM task_instance WHERE id = :i", i=rows[1].id)[0]
         assert fresh.exit_code == 0
     assert not group_alive(long1.pid)
-    _assert_clean(c)
+    c.assert_invariants()
 
 
 def test_zookeeper_wiped_work_continues(
-    request: pytest.FixtureRequest,
-    server_root: Path,
-    db_url: str,
-    zk_root: str,
-    timeout_scale: float,
+    server_root: Path, db_url: str, zk_root: str, timeout_scale: float
 ) -> None:
-    zk_dir = server_root / f"zk-wipe{zk_root.replace('/', '_')}"
-    zk = ZookeeperServer(zk_dir, free_port(), tick_ms=500, fsync=False)
-    zk.start(timeout=60 * timeout_scale)
-    c = Cluster(zk_dir / "cluster", db_url, zk.hosts, zk_root, timeout_scale, SESSION_S)
-    ok = False
-    try:
-        c.master("m1")
-        c.worker("w1")
-        c.worker("w2")
-        c.wait_registered(1, 2)
+    with _own_zookeeper(server_root, db_url, zk_root, timeout_scale, "wipe") as (zk, c):
+        c.up(masters=1, workers=2)
         iid = c.submit(
             [
                 {"name": "a", "command": "sleep 1"},
@@ -234,21 +207,15 @@ def test_zookeeper_wiped_work_continues(
                 {"name": "d", "command": "sleep 1", "depends_on": ["b"]},
             ]
         )
-        c.wait(_running(c, iid, "b"), 30, "b RUNNING")
+        c.wait(lambda: c.find_attempt(iid, "b", attempt=1), 30, "b RUNNING")
         zk.stop()
         shutil.rmtree(zk.data_dir / "data")
         zk.start(timeout=60 * timeout_scale)
         wiped_at = time.monotonic()
-        _done(c, iid, 90)
+        c.wait_success(iid, 90)
         print(f"\nZooKeeper wiped: instance finished {time.monotonic() - wiped_at:.1f}s later")
         c.wait_registered(1, 2)
-        _assert_clean(c)
-        ok = True
-    finally:
-        c.close()
-        zk.stop()
-        if not ok:
-            print(c.logs())
+        c.assert_invariants()
 
 
 def _registered_epochs(hosts: str, root: str) -> dict[str, tuple[int, int]]:
@@ -283,17 +250,10 @@ def test_epochs_never_repeat_after_zookeeper_wipe(
     """A wiped ZooKeeper hands out small czxids again; epochs come from PostgreSQL and keep
     growing: a master restarted on the new ensemble gets an epoch above every owner epoch and
     lease token ever recorded, and adopts the instance of its dead predecessor."""
-    zk_dir = server_root / f"zk-epochs{zk_root.replace('/', '_')}"
-    zk = ZookeeperServer(zk_dir, free_port(), tick_ms=500, fsync=False)
-    zk.start(timeout=60 * timeout_scale)
-    c = Cluster(zk_dir / "cluster", db_url, zk.hosts, zk_root, timeout_scale, SESSION_S)
-    ok = False
-    try:
-        c.master("m1")
-        c.worker("w1")
-        c.wait_registered(1, 1)
+    with _own_zookeeper(server_root, db_url, zk_root, timeout_scale, "epochs") as (zk, c):
+        c.up(masters=1, workers=1)
         first = c.submit([{"name": "a", "command": "true"}, {"name": "b", "command": "true"}])
-        _done(c, first)
+        c.wait_success(first)
         # an instance in flight when the whole cluster goes: its owner's epoch is the old one
         iid = c.submit(
             [
@@ -301,7 +261,7 @@ def test_epochs_never_repeat_after_zookeeper_wipe(
                 {"name": "b", "command": "sleep 1", "depends_on": ["a"]},
             ]
         )
-        c.wait(_running(c, iid, "a"), 30, "a RUNNING")
+        c.wait(lambda: c.find_attempt(iid, "a", attempt=1), 30, "a RUNNING")
         before = _registered_epochs(zk.hosts, zk_root)
         c.kill9("m1")
         zk.stop()
@@ -325,19 +285,13 @@ def test_epochs_never_repeat_after_zookeeper_wipe(
             assert epoch not in {e for e, _ in before.values()}, (name, epoch, before)
         # the czxids did start again: they would have repeated the old epochs' range
         assert min(cz for _, cz in after.values()) < max(cz for _, cz in before.values())
-        _done(c, iid, 90)
+        c.wait_success(iid, 90)
         # adopted by the new master under its new epoch
         owner, owner_epoch = c.rows(
             "SELECT owner, owner_epoch FROM workflow_instance WHERE id = :i", i=iid
         )[0]
         assert after[f"masters/{owner}"][0] == owner_epoch, (owner, owner_epoch, after)
-        _assert_clean(c)
-        ok = True
-    finally:
-        c.close()
-        zk.stop()
-        if not ok:
-            print(c.logs())
+        c.assert_invariants()
 
 
 def _log_has(c: Cluster, name: str, text: str) -> bool:
@@ -388,17 +342,13 @@ def test_registration_waits_for_postgresql(
     assert first.keys() == second.keys()
     assert all(second[k][0] > max(e for e, _ in first.values()) for k in second), second
     iid = c.submit([{"name": "a", "command": "true"}, {"name": "b", "command": "true"}])
-    _done(c, iid)
-    _assert_clean(c)
+    c.wait_success(iid)
+    c.assert_invariants()
 
 
 def test_master_killed_during_failover(proc_cluster: Cluster) -> None:
     c = proc_cluster
-    for m in ("m1", "m2", "m3"):
-        c.master(m)
-    c.worker("w1")
-    c.worker("w2")
-    c.wait_registered(3, 2)
+    c.up(masters=3, workers=2)
     chain: list[dict[str, Any]] = [
         {"name": "a", "command": "sleep 1"},
         {"name": "b", "command": "sleep 2", "depends_on": ["a"]},
@@ -421,6 +371,6 @@ def test_master_killed_during_failover(proc_cluster: Cluster) -> None:
     print(f"\nkilled {first}, then its adopter {second} at once")
     last = ({"m1", "m2", "m3"} - {first, second}).pop()
     for iid in ids:
-        _done(c, iid, 90)
+        c.wait_success(iid, 90)
     assert all(c.master_owning(i) in (None, last) for i in ids)
-    _assert_clean(c)
+    c.assert_invariants()

@@ -6,23 +6,20 @@ from __future__ import annotations
 import time
 
 from harness import Cluster, group_alive
-from test_failover import _running
 
 from db import control
 
 
 def test_stop_with_the_tasks_worker_killed_still_reaches_stop(proc_cluster: Cluster) -> None:
     c = proc_cluster
-    c.master("m1")
-    c.worker("w1")
-    c.wait_registered(1, 1)
+    c.up(masters=1, workers=1)
     iid = c.submit(
         [
             {"name": "long", "command": "sleep 300"},
             {"name": "next", "command": "true", "depends_on": ["long"]},
         ]
     )
-    first = c.wait(_running(c, iid, "long"), 30, "attempt 1 RUNNING")
+    first = c.wait(lambda: c.find_attempt(iid, "long", attempt=1), 30, "attempt 1 RUNNING")
     pgid = first.pid
     c.kill9(first.host, with_tasks=False)  # the worker dies; nothing answers a kill request
     with c.sf.begin() as s:
