@@ -99,6 +99,10 @@ class WorkerSettings(BaseModel):
     # Time allowed for a report to PostgreSQL before the worker gives it up to failover.
     report_retry_deadline_s: float = Field(default=5.0, gt=0)
     kill_grace_s: float = Field(default=2.0, ge=0)
+    # The watchdog: the worker's guardian SIGKILLs every task process group once the worker
+    # daemon has not run for this long (frozen: SIGSTOP, a GC pause, a debugger), so that a task
+    # never runs on beside its re-run. 0 = zk.session_timeout_s / 4; at most a third of it.
+    watchdog_deadline_s: float = Field(default=0.0, ge=0)
     # PYTHON tasks without an ``interpreter`` run under this (empty = the worker's own Python)
     python: str = ""
     # SPARK tasks: the spark-submit program (empty = on PATH, else $SPARK_HOME/bin/spark-submit)
@@ -209,9 +213,24 @@ class Settings(BaseSettings):
                 f"worker.report_retry_deadline_s ({self.worker.report_retry_deadline_s}) must be "
                 f"below zk.session_timeout_s ({st})"
             )
+        wd = self.worker.watchdog_deadline_s
+        if wd > st / 3 or 0 < wd < 0.2:
+            problems.append(
+                f"worker.watchdog_deadline_s ({wd}) must be 0 (= zk.session_timeout_s / 4) or "
+                f"from 0.2 to zk.session_timeout_s / 3 ({st / 3:.3g}): a frozen worker's session "
+                "can expire 2/3 of the session timeout after the freeze (ZooKeeper last heard "
+                "its client at most 1/3 of it before) and masters start its tasks elsewhere at "
+                "once, so the watchdog's kill must come within the first half of that"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def watchdog_deadline(self) -> float:
+        """The worker's watchdog deadline in effect: ``worker.watchdog_deadline_s``, 0 = a
+        quarter of the session timeout."""
+        return self.worker.watchdog_deadline_s or self.zk.session_timeout_s / 4
 
     # derived paths: the one home of where things live on disk
     @property

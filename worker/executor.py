@@ -20,7 +20,7 @@ from worker import WorkerLog
 from worker import kill as kills
 from worker.attempt import CANCEL_STATE, AttemptHandle, Cancel, Outcome
 from worker.fetcher import Claim
-from worker.guardian import Guardian
+from worker.guardian_client import Guardian
 from worker.logship import LogShipper
 from worker.report import Reporter
 from worker.task_types import (
@@ -240,9 +240,13 @@ class Executor:
                 log=self.log,
             )
             pump_output(proc, logf, collector, tick)
+            frozen = self.guardian.lapse_of(proc.pid, proc.returncode) if self.guardian else None
+            if frozen is not None:  # the worker was frozen: a fence, not the task's failure
+                logf.write(f"[dagkeeper] {frozen}\n".encode())
+                self.cancel(h, Cancel.FENCE)
             if h.cancel is not None:
                 kills.finish_kill(h, tt, proc)
-            if h.cancel is not None and h.cancel is not Cancel.TIMEOUT:
+            if h.cancel is not None and h.cancel is not Cancel.TIMEOUT and frozen is None:
                 logf.write(f"[dagkeeper] stopped by the worker ({h.cancel.name})\n".encode())
         with h.lock:
             cancel, abandoned = h.cancel, h.abandoned

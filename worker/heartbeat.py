@@ -53,6 +53,11 @@ class Heartbeat:
         self._collect()
         return now - self.last_contact
 
+    def fence_taken(self) -> None:
+        """The running attempts were killed for this silence already (a watchdog lapse): the
+        fence is not due again until contact has come back and gone."""
+        self.fence_done = True
+
     def fence_now(self, now: float) -> bool:
         """True once per loss of contact: the moment to kill the running tasks."""
         if self.in_contact(now):

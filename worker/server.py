@@ -25,7 +25,7 @@ from db.engine import db_errors, make_engine
 from worker import WorkerLog
 from worker.attempt import AttemptHandle, Cancel
 from worker.executor import DB_BACKOFF_S, Executor
-from worker.guardian import Guardian
+from worker.guardian_client import Guardian
 from worker.heartbeat import Heartbeat
 from worker.inflight import InFlight
 from worker.logserver import LogServer
@@ -84,12 +84,15 @@ class WorkerServer:
         self._lock = threading.RLock()
         self.stats: Counter[str] = Counter()
         grace = min(settings.worker.kill_grace_s, GUARDIAN_GRACE_S)
-        self.guardian = guardian or Guardian(self.worker_id, grace, self.log)
+        deadline = settings.watchdog_deadline
+        self.guardian = guardian or Guardian(self.worker_id, grace, self.log, deadline)
+        guarded = self.guardian if isinstance(self.guardian, Guardian) else None
+        if guarded is not None:
+            guarded.on_lapse = self._wake.set  # the loop fences what it holds at once
         self.executor: AttemptRunner
         if executor is not None:
             self.executor = executor(self._on_done)
         else:
-            guarded = self.guardian if isinstance(self.guardian, Guardian) else None
             self.executor = Executor(
                 settings, self.worker_id, self.engine, self._on_done, guardian=guarded
             )
@@ -101,7 +104,8 @@ class WorkerServer:
         open_session = connect or partial(
             ZkSession.open, settings.zk, self.engine, self.worker_id, self.host, self.groups
         )
-        self.keeper = SessionKeeper(open_session, beat, clock, self.log)
+        lapses = guarded.take_lapses if guarded is not None else list
+        self.keeper = SessionKeeper(open_session, beat, clock, self.log, lapses)
         self.safe = SafeMode()
         self._zk_wait_s = settings.zk.session_timeout_s / 4  # longest wait for one answer
         self._state = Lifecycle.NEW
@@ -321,23 +325,17 @@ class WorkerServer:
         return self.inflight.kill_requested(session.inbox)
 
     def _check_fence(self, events: list[str]) -> int:
-        silent = self.keeper.fence_due(self._clock())
-        if silent is None:
+        """The self-fence and the watchdog: kill every attempt now (see ``fence_due``)."""
+        why = self.keeper.fence_due(self._clock(), len(self.inflight.held))
+        if why is None:
             return 0
-        n = len(self.inflight.held)
-        self.log.error(
-            "no answer from ZooKeeper for %.1fs (epoch %d); killing %d tasks before the session "
-            "can expire",
-            silent,
-            self.epoch,
-            n,
-        )
-        events.append(f"fenced {n} attempts after {silent:.1f}s without an answer from ZooKeeper")
+        events.append(why)
         return self.inflight.cancel_all(Cancel.FENCE)
 
     def _session_lost(self) -> int:
         self.log.error(
-            "ZooKeeper session lost (epoch %d); killing %d tasks, re-registering",
+            "ZooKeeper session lost (epoch %d); %d attempts abandoned (killed, nothing written"
+            " about them), re-registering",
             self.epoch,
             len(self.inflight.held),
         )

@@ -1,6 +1,7 @@
 """The worker loop's view of its ZooKeeper session: opening a registration, its events (suspended:
-claims pause; resumed; lost), whether it is usable right now and why not (the self-fence's
-clock included), how long the loop may sleep, and when to register again after a loss."""
+claims pause; resumed; lost), whether it is usable right now and why not, when the running
+attempts must be fenced (no answer from ZooKeeper, or a watchdog lapse), how long the loop may
+sleep, and when to register again after a loss."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from coord.zk import SESSION_CONNECTED, SESSION_LOST, SESSION_SUSPENDED, zk_errors
 from core.errors import CoordinationUnavailable
 from worker import WorkerLog
+from worker.guardian import Lapse
 from worker.heartbeat import Heartbeat
 from worker.ports import Clock, Connect, Session
 
@@ -20,8 +22,16 @@ RECONNECT_BACKOFF_S = 1.0  # a failed registration is tried again after this lon
 class SessionKeeper:
     """Holds the current ``Session`` (None between a loss and the next registration)."""
 
-    def __init__(self, connect: Connect, beat: Heartbeat, clock: Clock, log: WorkerLog) -> None:
+    def __init__(
+        self,
+        connect: Connect,
+        beat: Heartbeat,
+        clock: Clock,
+        log: WorkerLog,
+        lapses: Callable[[], list[Lapse]] = list,
+    ) -> None:
         self._connect = connect
+        self._lapses = lapses  # the watchdog's lapses since the last call (the guardian's side)
         self.beat = beat
         self._clock = clock
         self.log = log
@@ -86,12 +96,41 @@ class SessionKeeper:
             return f"no answer from ZooKeeper for {self.beat.silent_for(now):.1f}s"
         return ""
 
-    def fence_due(self, now: float) -> float | None:
-        """Seconds without an answer from ZooKeeper when the running attempts must be killed
-        now (once per loss of contact: 3/4 of the session timeout), else None."""
+    def fence_due(self, now: float, held: int) -> str | None:
+        """Why the ``held`` running attempts must be killed now (said in the log), else None:
+        the daemon was frozen past the watchdog deadline (its guardian killed them already), or
+        no answer from ZooKeeper for 3/4 of the session timeout (once per loss of contact)."""
+        lapses = self._lapses()
+        if lapses:
+            self.beat.fence_taken()  # the silence of a freeze needs no second kill
+            return self._frozen(lapses, held)
         if self.session is None or not self.beat.fence_now(now):
             return None
-        return self.beat.silent_for(now)
+        silent = self.beat.silent_for(now)
+        self.log.error(
+            "no answer from ZooKeeper for %.1fs (epoch %d); killing %d tasks before the session "
+            "can expire",
+            silent,
+            self.epoch,
+            held,
+        )
+        return f"fenced {held} attempts after {silent:.1f}s without an answer from ZooKeeper"
+
+    def _frozen(self, lapses: list[Lapse], held: int) -> str:
+        silence = max(lapse.silence_s for lapse in lapses)
+        killed = {g: t for lapse in lapses for g, t in lapse.groups.items()}
+        self.log.error(
+            "the worker daemon did not run for %.1fs, past its watchdog deadline: the watchdog "
+            "killed tasks %s (process groups %s); %d attempts fenced: reported "
+            "NEED_FAULT_TOLERANCE if the session (epoch %d) survived, else left to the masters' "
+            "failover",
+            silence,
+            sorted(killed.values()),
+            sorted(killed),
+            held,
+            self.epoch,
+        )
+        return f"frozen for {silence:.1f}s: the watchdog killed {len(killed)} tasks"
 
     def heartbeat(self, load: int, body: Callable[[], bytes] | None) -> None:
         """Publish the load if it changed (``body`` None: the session is not usable for writes),
