@@ -19,10 +19,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import ui
+from api import metrics as api_metrics
 from api.auth import authenticate
 from api.auth_audit import AuditMiddleware
 from api.deps import ApiContext, get_ctx, resolve_token
 from api.routers import (
+    alert_config,
     audit,
     cluster,
     instances,
@@ -225,6 +227,7 @@ def create_app(
     app.add_middleware(AuditMiddleware, prefix=API_PREFIX)
     app.add_middleware(CatchAllMiddleware)
 
+    api_metrics.install(app, ctx)  # GET /metrics and the request timer (outermost)
     app.include_router(_probes())
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate)])
     v1.include_router(workflows.router)
@@ -234,6 +237,7 @@ def create_app(
     v1.include_router(cluster.router)
     v1.include_router(schedules.router)
     v1.include_router(datasources_router.router)
+    v1.include_router(alert_config.router)
     v1.include_router(ui_views.router)
     v1.include_router(me.router)
     v1.include_router(users.router)

@@ -112,3 +112,11 @@ class ChildDied(DagkeeperError):
 
     code = "child_died"
     http_status = 500
+
+
+class ChannelError(DagkeeperError):
+    """An alert channel could not deliver (SMTP refused, webhook answered non-2xx, no route);
+    the message says why and the sender retries the alert with backoff."""
+
+    code = "channel"
+    http_status = 502

@@ -176,6 +176,36 @@ class CronSettings(BaseModel):
     max_catchup: int = Field(default=1000, ge=1)
 
 
+class AlertSettings(BaseModel):
+    """The alert sender: a thread on every master claims due alert rows (SKIP LOCKED, so two
+    masters never send one row at once), sends them and marks them, retrying with backoff."""
+
+    enabled: bool = True
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    batch: int = Field(default=20, ge=1, le=1000)
+    # a row is tried this many times, waiting retry_base_s * 2**(n-1) (at most retry_max_s)
+    max_tries: int = Field(default=6, ge=1, le=100)
+    retry_base_s: float = Field(default=5.0, gt=0)
+    retry_max_s: float = Field(default=600.0, gt=0)
+    # one channel's send (SMTP dialogue, webhook POST) gives up after this long
+    send_timeout_s: float = Field(default=10.0, gt=0)
+    # a claimed row is hidden from other senders this long (a sender that died mid-send)
+    claim_s: float = Field(default=120.0, gt=0)
+    # where links in alerts point (the API/UI address users reach); empty = http://api.host:port
+    base_url: str = ""
+    # most result rows of a SQL task's mail (its ``display_rows`` is capped by this)
+    sql_max_rows: int = Field(default=100, ge=1, le=10000)
+
+
+class MetricsSettings(BaseModel):
+    """Prometheus metrics: the API serves /metrics at its root; masters and workers on their
+    own HTTP port, published in their ZooKeeper registration (``metrics_port``)."""
+
+    enabled: bool = True
+    bind: str = "0.0.0.0"
+    port: int = Field(default=0, ge=0, le=65535)  # 0 = a free port
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DAGKEEPER_", env_nested_delimiter="__", extra="ignore"
@@ -183,6 +213,8 @@ class Settings(BaseSettings):
 
     data_dir: str = ".dagkeeper"
     log_level: str = "INFO"
+    # daemon logs: "text" (one line per record) or "json" (JSON lines with the ids in extra fields)
+    log_format: str = Field(default="text", pattern=r"^(text|json)$")
     # Key that encrypts datasource passwords at rest (same on API and worker hosts); empty =
     # <data_dir>/secret.key, created 0600 on first use.
     secret_key: str = Field(default="", repr=False)
@@ -193,6 +225,8 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     logs: LogSettings = LogSettings()
     cron: CronSettings = CronSettings()
+    alerts: AlertSettings = AlertSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _timing_fits_session(self) -> Settings:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, WithJsonSchema, field_validator
 
-from core import branching, dag, task_types
+from core import branching, dag, states, task_types
 from core.errors import ValidationError
 from core.states import ExecutionType, Priority
 
@@ -72,11 +72,15 @@ class WorkflowSpec(BaseModel):
     execution_type: Annotated[ExecutionType, _INLINE_ENUM] = ExecutionType.PARALLEL
     timeout_s: float | None = Field(default=None, gt=0)
     timeout_strategy: Literal["FAILED", "WARN", "WARN_FAILED"] = "FAILED"
+    # alerts (master/alerting.py): the group mailed at a run's end, and for which ends (default:
+    # FAILURE when a group is named); timeouts of its tasks go to the same group
+    alert_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
+    warning_type: states.WarningType | None = None
     tasks: list[TaskSpec]
 
     _norm_priority = field_validator("priority", mode="before")(_priority)
 
-    @field_validator("execution_type", "timeout_strategy", mode="before")
+    @field_validator("execution_type", "timeout_strategy", "warning_type", mode="before")
     @classmethod
     def _upper(cls, v: Any) -> Any:
         return v.upper() if isinstance(v, str) else v

@@ -92,6 +92,11 @@ def validate_sql(t: Mapping[str, Any]) -> list[FieldProblem]:
             Field("query", "bool"),
             Field("max_rows", "int"),
             Field("output_first_row", "bool"),
+            # the seed's send_email: the first display_rows result rows mailed as a table
+            Field("send_email", "bool"),
+            Field("display_rows", "int"),
+            Field("email_title", "text"),
+            Field("alert_group", "text"),
         ],
     )
     return out

@@ -24,6 +24,8 @@ WORKFLOW_DEFAULTS: dict[str, Any] = {
     "execution_type": "PARALLEL",
     "timeout_s": None,
     "timeout_strategy": "FAILED",
+    "alert_group": None,
+    "warning_type": None,
 }
 TASK_DEFAULTS: dict[str, Any] = {
     "type": "SHELL",

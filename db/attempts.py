@@ -37,11 +37,14 @@ class AttemptRow:
     worker_group: str = "default"
     # a FANOUT sub-execution: the FANOUT attempt it belongs to (never a DAG task of its own)
     parent_id: int | None = None
+    # for the master's latency metrics (master/observe.py)
+    start_time: datetime | None = None
+    submit_time: datetime | None = None
 
 
 _ROW_COLS = (
     "id, workflow_instance_id, name, attempt, state, output, end_time, worker_id, lease_token,"
-    " priority, worker_group, parent_id"
+    " priority, worker_group, parent_id, start_time, submit_time"
 )
 
 

@@ -18,7 +18,7 @@ from core.errors import NotFound, ValidationError
 from core.settings import CronSettings
 from db import schedules as q_schedules
 from db.engine import SessionFactory
-from master import backfill
+from master import alerting, backfill
 from master.cron_plan import plan, scan_due
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,8 @@ class CronLeader:
                     return True
                 row.next_fire_time = p.next_fire
                 workflow_id = row.workflow_id
+                alerting.fires(s, row.id, workflow_id, row.misfire, scan.missed, scan.missed_count,
+                               len(scan.fresh), len(p.fire), p.skipped)  # fmt: skip
             for t, iid in fired:
                 if iid is not None:
                     out.fired.append((schedule_id, t, iid))

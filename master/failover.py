@@ -4,13 +4,16 @@ from the dead epoch to ours) and re-offer attempts whose worker lease is gone.""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 from coord import membership
 from coord.queue import TaskQueue, parse_key
 from coord.zk import ZkClient
+from core import metrics
 from core.lost import lost_reason
 from core.states import TaskState
+from db import alert_outbox
 from db import attempts as q_attempts
 from db import instances as q_instances
 from db.engine import SessionFactory
@@ -29,6 +32,7 @@ def adopt_orphans(
     sf: SessionFactory, zk: ZkClient, master_id: str, epoch: int, lock_timeout: float
 ) -> list[int]:
     """Under the failover lock, take over every instance whose owner is gone."""
+    started = time.monotonic()
     lock = zk.client.Lock(zk.paths.lock("failover"), f"{master_id}@{epoch}")
     if not lock.acquire(timeout=lock_timeout):
         log.info("master %s@%d: failover lock busy; will retry", master_id, epoch)
@@ -68,6 +72,9 @@ def adopt_orphans(
                 len(adopted),
                 sorted(by_dead),
             )
+        metrics.failover("master", len(adopted))
+        if adopted:
+            metrics.ADOPTION.observe(time.monotonic() - started)
         return adopted
     finally:
         lock.release()
@@ -110,10 +117,13 @@ def reoffer_lost_attempts(
             if why is None:
                 continue
         lost.append((r, why))
-    touched = set()
+    touched, moved = set(), []
     with sf.begin() as s:
         for r, why in lost:
             if q_attempts.mark_need_fault_tolerance(s, r):
                 touched.add(r.workflow_instance_id)
+                moved.append(r.id)
                 log.warning("%s: task instance %d: %s; re-offering", actor, r.id, why)
+        alert_outbox.add_worker_failover(s, moved, actor)  # one alert per dead worker
+    metrics.failover("worker", len(moved))
     return touched

@@ -16,7 +16,7 @@ from core.states import Priority, TaskState, WorkflowState
 from db import attempts as q_attempts
 from db import instances as q_instances
 from db.engine import SessionFactory
-from master import logical
+from master import logical, observe
 from master.decide import AttemptView
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class OwnedInstance:
     driver_cancel: dict[int, TaskState] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # topological: how decisions judge tasks
     errors: int = 0  # passes in a row that raised on this instance
+    observed: set[int] = field(default_factory=set)  # finished attempts counted in metrics
 
     @property
     def failure_strategy(self) -> str:
@@ -172,6 +173,7 @@ class InstanceCache:
             inst = self.owned.get(r.workflow_instance_id)
             if inst is not None and inst.attempts is not None and r.parent_id is None:
                 inst.attempts[r.id] = r
+                observe.attempt_seen(inst, r)
                 if inst.driven and inst.master_run(r):
                     polls.append((inst, r))
         return polls

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from coord.queue import TaskQueue
 from coord.zk import ZkClient
+from core import metrics
 from db.engine import SessionFactory
 from master import commands, failover
 
@@ -36,7 +37,9 @@ class DbCommands:
         self.sf = sf
 
     def claim(self, master_id: str, epoch: int, limit: int) -> list[int]:
-        return commands.claim_commands(self.sf, master_id, epoch, limit)
+        ids = commands.claim_commands(self.sf, master_id, epoch, limit)
+        metrics.commands_claimed(len(ids))
+        return ids
 
     def promote_stalled(self, master_id: str, epoch: int) -> list[int]:
         return commands.promote_stalled(self.sf, master_id, epoch)

@@ -215,6 +215,7 @@ class MasterServer:
             "heartbeat": datetime.now(UTC).isoformat(),
             "instances": len(self.runner.owned),
             "load": os.getloadavg()[0],
+            "metrics_port": self.settings.metrics.port or None,  # master/daemon.py binds it
         }
 
     # kazoo callbacks: never block --------------------------------------------------------

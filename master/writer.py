@@ -14,7 +14,7 @@ from core.states import WORKFLOW_TERMINAL, TaskState, WorkflowState
 from db import attempts as q_attempts
 from db import instances as q_instances
 from db import serial as q_serial
-from master import plan
+from master import alerting, plan
 from master.cancel import Cancel, Canceller, sort_cancels
 from master.dispatch import Dispatcher
 from master.drivers import Drivers
@@ -102,6 +102,7 @@ class Writer:
             for iid, (state, reason) in finishing.items():
                 if iid in mine and q_instances.finish(s, iid, state, master, epoch, reason):
                     out.finished.append(iid)
+                    alerting.instance_finished(s, owned[iid], state, reason)
                     spec, wid = owned[iid].spec, owned[iid].row.workflow_id
                     if state in WORKFLOW_TERMINAL and spec.execution_type != "PARALLEL":
                         nxt = q_serial.promote_next(s, wid, spec.execution_type, master, epoch)

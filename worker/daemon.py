@@ -7,10 +7,12 @@ import signal
 import threading
 from typing import Any
 
+from core import metrics
 from core.errors import DatabaseUnavailable
 from core.logs import setup_logging
 from core.settings import Settings, get_settings
 from db.engine import db_errors
+from worker import observe
 from worker.server import WorkerServer
 
 # How often a worker that cannot reach PostgreSQL at start (no epoch, no sweep) tries again.
@@ -20,8 +22,10 @@ START_RETRY_S = 1.0
 def run(settings: Settings | None = None) -> int:
     """Run one worker until SIGTERM/SIGINT; 1 if it cannot start."""
     settings = settings or get_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
+    settings = metrics.serve_daemon(settings, "worker")  # bound first: the registration names it
     server = WorkerServer(settings)
+    observe.install(server)
     stop_event = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

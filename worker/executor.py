@@ -12,6 +12,7 @@ from typing import IO
 
 from sqlalchemy import Engine
 
+from core import metrics
 from core.errors import DatabaseUnavailable
 from core.settings import Settings
 from core.states import TaskState
@@ -225,6 +226,7 @@ class Executor:
                 kill_process_group(proc, 0)
                 return Outcome.SKIPPED
             h.running = True
+            metrics.task_started(att.type)
             self.shipper.track(att.id, log_file)
             self.log.debug(
                 "task %d attempt %d %s pid %d", att.id, att.attempt, TaskState.RUNNING, proc.pid

@@ -21,6 +21,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 
 from coord.queue import claim_transaction, committed, parse_key, put_back_transaction
 from coord.zk import ZkClient
+from core import metrics
 from worker import WorkerLog
 
 # A key we just claimed or failed to claim is not tried again for this long (the watch usually
@@ -190,6 +191,7 @@ class QueueFetcher:
                     out.append(Claim(group, key, ti_id, epoch))
                 else:
                     self.log.debug("lost the race for task %d", ti_id)
+                    metrics.CLAIM_CONFLICTS.inc()
             if interrupted:
                 break
         return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 import queue
 from collections import Counter
 
+from core import metrics
 from worker import WorkerLog
 from worker.attempt import AttemptHandle, Cancel, Outcome
 from worker.ports import AttemptRunner, ClaimSource, KillInbox
@@ -37,6 +38,7 @@ class InFlight:
             self.held[c.task_instance_id] = self.executor.submit(c)
             self.log.debug("claimed task %d from %s", c.task_instance_id, c.group)
         self.stats["claimed"] += len(claims)
+        metrics.CLAIMS.inc(len(claims))
         return len(claims)
 
     def finish(self, fetcher: ClaimSource | None, session_ok: bool) -> int:
@@ -56,6 +58,7 @@ class InFlight:
             self.stats[outcome.value] += 1
             if h.state and outcome is Outcome.FINISHED:
                 self.stats[h.state.value] += 1
+                metrics.task_ended(h.attempt.type if h.attempt else "", h.state.value)
             if fetcher and outcome in (Outcome.FINISHED, Outcome.SKIPPED):
                 fetcher.release_later(h.ti_id)
             elif fetcher and outcome is Outcome.UNCLAIM:

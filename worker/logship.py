@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, text
 
 from core.settings import LogSettings
 from core.tasklogs import cut_chunks
-from worker import WorkerLog
+from worker import WorkerLog, observe
 
 BATCH_BYTES = 4 << 20  # most log bytes read into one INSERT
 MAX_FAILURES = 20  # batches an ended attempt may fail before its rest is given up
@@ -267,6 +267,7 @@ class LogShipper:
         self.stats["batches"] += 1
         self.stats["chunks"] += len(rows)
         self.stats["bytes"] += sum(len(r[4]) for r in rows)
+        observe.shipped((t.ti_id for t, *_ in rows), sum(len(r[4]) for r in rows))
         return True
 
 

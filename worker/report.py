@@ -23,7 +23,7 @@ from db.attempts_worker import (
     mark_running,
 )
 from db.engine import is_outage
-from worker import WorkerLog
+from worker import WorkerLog, sql_mail
 from worker.attempt import AttemptHandle
 from worker.logship import LogShipper
 
@@ -94,6 +94,7 @@ class Reporter:
         """Write the attempt's final state with its lease token; False if stale or unreachable.
         The rest of its log is shipped first (one INSERT shared with whatever else is due)."""
         state = h.state or TaskState.FAILURE
+        result = sql_mail.take_result(h)  # a SQL task's rows to mail: not an output of its own
         if not self.shipper.flush(h.ti_id, min(self.deadline_s / 2, 2.0)):
             self.log.warning("task %d: the end of its log is not in PostgreSQL yet", h.ti_id)
         try:
@@ -113,6 +114,8 @@ class Reporter:
         except DatabaseUnavailable:
             self.log.error("task %d: cannot report %s; leaving it to failover", h.ti_id, state)
             return False
+        if ok and result is not None and state == TaskState.SUCCESS:
+            self._db("result mail", h.ti_id, lambda s: sql_mail.add_alert(s, h, result))
         if ok:
             att = h.attempt
             where = f"attempt {att.attempt} of instance {att.workflow_instance_id}" if att else ""

@@ -299,6 +299,7 @@ class WorkerServer:
             "groups": self.groups,
             "worker_id": self.worker_id,
             "log_server": self.logserver.url if self.logserver is not None else "",
+            "metrics_port": self.settings.metrics.port or None,  # worker/daemon.py binds it
         }
 
     def _finish(self) -> int:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from core.crypto import SecretBox
 from core.errors import DagkeeperError
 from db import datasources
+from worker import sql_mail
 from worker.task_types import TaskType, register, worker_context
 from worker.task_types.runner_common import runner_argv, substitute, task_params, write_request
 
@@ -115,6 +116,7 @@ class SqlTask(_DatasourceTask):
             "post_statements": list(spec.get("post_statements") or []),
             "query": spec.get("query"),
             "output_first_row": bool(spec.get("output_first_row")),
+            "result_rows": sql_mail.rows_wanted(spec, worker_context().settings),
             "params": params,
         }
 

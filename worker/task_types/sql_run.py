@@ -18,7 +18,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from db.datasources import ConnectionInfo
-from worker.task_types.outputs import defang, emit_output
+from worker.task_types.outputs import RESULT_KEY, defang, emit_output, pack_result
 
 PARAM_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
@@ -116,6 +116,8 @@ class Runner:
         if output_first and rows:
             for c, v in zip(cols, rows[0], strict=True):
                 emit_output(c, v)
+        if self.req.get("result_rows"):  # send_email: the first rows go to the worker, packed
+            emit_output(RESULT_KEY, pack_result(cols, rows, int(self.req["result_rows"])))
 
     def run_sql(self) -> None:
         params: dict[str, str] = dict(self.req.get("params") or {})
