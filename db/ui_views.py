@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, Select, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from core.states import WORKFLOW_TERMINAL, WorkflowState, values
@@ -44,29 +44,41 @@ def _conditions(f: InstanceFilter) -> list[ColumnElement[bool]]:
     return cond
 
 
+def page_query(f: InstanceFilter, *, before_id: int | None, limit: int) -> Select[Any]:
+    """The statement of one page: ``limit + 1`` rows (one more tells whether older ones exist).
+
+    Newest first by id; with a time range, by (submit_time, id) instead, so that the page reads
+    the range from ix_wfi_submit_time rather than every id newer than the range. The cursor is
+    the last row's id either way."""
+    wi = WorkflowInstance
+    cond = _conditions(f)
+    if f.since is None and f.until is None:
+        if before_id is not None:
+            cond.append(wi.id < before_id)
+        return select(wi).where(*cond).order_by(wi.id.desc()).limit(limit + 1)
+    if before_id is not None:
+        at = select(wi.submit_time).where(wi.id == before_id).scalar_subquery()
+        cond.append(tuple_(wi.submit_time, wi.id) < tuple_(at, before_id))
+    return select(wi).where(*cond).order_by(wi.submit_time.desc(), wi.id.desc()).limit(limit + 1)
+
+
 def instance_page(
     s: Session, f: InstanceFilter, *, before_id: int | None, limit: int
 ) -> tuple[list[WorkflowInstance], bool]:
     """Up to ``limit`` instances with ``id < before_id``, newest first, and whether older ones
     match too (the next page's cursor is the last id)."""
-    cond = _conditions(f)
-    if before_id is not None:
-        cond.append(WorkflowInstance.id < before_id)
-    rows = list(
-        s.scalars(
-            select(WorkflowInstance)
-            .where(*cond)
-            .order_by(WorkflowInstance.id.desc())
-            .limit(limit + 1)
-        ).all()
-    )
+    rows = list(s.scalars(page_query(f, before_id=before_id, limit=limit)).all())
     return rows[:limit], len(rows) > limit
+
+
+def count_query(f: InstanceFilter, cap: int = COUNT_CAP) -> Select[Any]:
+    inner = select(WorkflowInstance.id).where(*_conditions(f)).limit(cap + 1).subquery()
+    return select(func.count()).select_from(inner)
 
 
 def count_capped(s: Session, f: InstanceFilter, cap: int = COUNT_CAP) -> tuple[int, bool]:
     """How many instances match, counting at most ``cap + 1``: (count, exact)."""
-    inner = select(WorkflowInstance.id).where(*_conditions(f)).limit(cap + 1).subquery()
-    n = int(s.scalar(select(func.count()).select_from(inner)) or 0)
+    n = int(s.scalar(count_query(f, cap)) or 0)
     return (min(n, cap), n <= cap)
 
 
