@@ -4,24 +4,24 @@ OR passes on one item, AND waits for both, and an upstream success is seen withi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from test_diamond import (  # noqa: F401 - fixtures used by name
+from support import (
     Cluster,
-    api,
-    cluster,
+    act,
+    attempts,
+    create,
     instance,
+    task_instance,
+    wait_task,
     wait_terminal,
 )
-from test_semantics import act, attempts, create, wait_task
 
 from db import dependent as q_dep
-from db.engine import SessionFactory, make_engine, make_session_factory
+from db.engine import SessionFactory
 from ops.localserver import wait_for
 
 DAY = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)  # the dependent run's schedule time
@@ -34,15 +34,6 @@ def ts(t: str | None) -> datetime:
 
 
 # --- the which-run query on PostgreSQL ----------------------------------------------------------
-
-
-@pytest.fixture
-def sf(db_url: str) -> Iterator[SessionFactory]:
-    engine = make_engine(db_url)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        engine.dispose()
 
 
 def add_workflow(sf: SessionFactory, name: str, deleted: bool = False) -> int:
@@ -215,10 +206,7 @@ def wait_attempt(api: TestClient, iid: int) -> dict[str, Any]:
     found = attempts(api, iid, "wait")
     if not found:
         return {}
-    tid = found[-1]["id"]
-    r = api.get(f"/api/v1/task-instances/{tid}")
-    assert r.status_code == 200, r.text
-    return dict(r.json())
+    return task_instance(api, found[-1]["id"])
 
 
 def test_yesterday_resolves_yesterdays_successful_run_and_the_api_shows_it(
@@ -405,9 +393,7 @@ def test_after_a_master_failover_the_timeout_still_counts_from_the_attempt_start
     proc_cluster: Any,
 ) -> None:
     c, timeout = proc_cluster, 10.0
-    c.master("m1")
-    c.master("m2")
-    c.wait_registered(2, 0)
+    c.up(masters=2, workers=0)
     c.submit([{"name": "load", "command": "true"}], name="up")  # no worker: never succeeds
     wait = {
         "name": "wait",
@@ -418,11 +404,7 @@ def test_after_a_master_failover_the_timeout_still_counts_from_the_attempt_start
         "dependence_timeout_s": timeout,
     }
     iid = c.submit([wait], name="down")
-    first = c.wait(
-        lambda: next((r for r in c.attempts(iid, "wait") if r.state == "RUNNING"), None),
-        30,
-        "the DEPENDENT attempt RUNNING",
-    )
+    first = c.wait(lambda: c.find_attempt(iid, "wait"), 30, "the DEPENDENT attempt RUNNING")
     owner = c.wait(lambda: c.master_owning(iid), 10, "owner of the instance")
     old = c.one("SELECT owner FROM workflow_instance WHERE id = :i", i=iid)
     c.kill9(owner)

@@ -6,19 +6,17 @@ host list (a dead host fails at once), and a downstream task runs after a succes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from kazoo.client import KazooClient
-from test_diamond import Cluster, api, instance, kz, wait_terminal  # noqa: F401
-from test_semantics import act, run, tasks
+from support import Cluster, act, log_text, run, task_instance, tasks, wait_terminal
 
 from coord.zk import ZkClient
 from core.settings import Settings
 from core.zk_paths import ZkPaths
-from db.engine import make_engine, make_session_factory
+from db.engine import SessionFactory
 from ops import doctor
 from ops.localserver import wait_for
 from worker.server import WorkerServer
@@ -33,47 +31,19 @@ ECHO = (
 )
 
 
-class Fleet(Cluster):
-    """A master and one worker per host in HOSTS, all serving GROUP."""
-
-    def start_host_worker(self, host: str) -> WorkerServer:
-        s = self.settings.model_copy(deep=True)
-        s.worker.host, s.worker.groups, s.worker.capacity = host, [GROUP], 2
-        w = WorkerServer(s)
-        w.start()
-        self._serve(f"worker-{host}", w.serve_forever, lambda: w.stop(grace=0))
-        return w
-
-
 @pytest.fixture
-def fleet(settings: Settings, timeout_scale: float) -> Iterator[dict[str, WorkerServer]]:
-    f = Fleet(settings)
-    try:
-        f.start_master()
-        workers = {h: f.start_host_worker(h) for h in HOSTS}
-        yield workers
-    finally:
-        f.close()
+def fleet(cluster: Cluster) -> dict[str, WorkerServer]:
+    """A master and one worker per host in HOSTS, all serving GROUP."""
+    cluster.start_master()
+    return {h: cluster.start_worker(host=h, groups=[GROUP], capacity=2) for h in HOSTS}
 
 
 def fan(name: str, targets: dict[str, Any], command: str = ECHO, **extra: Any) -> dict[str, Any]:
     return {"name": name, "type": "FANOUT", "command": command, "targets": targets, **extra}
 
 
-def attempt(api: TestClient, ti_id: int) -> dict[str, Any]:
-    r = api.get(f"/api/v1/task-instances/{ti_id}")
-    assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
 def by_host(subs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {s["host"]: s for s in subs}
-
-
-def log_text(api: TestClient, ti_id: int) -> str:
-    r = api.get(f"/api/v1/task-instances/{ti_id}/log")
-    assert r.status_code == 200, r.text
-    return "\n".join(r.json()["lines"])
 
 
 def test_one_failing_target_fails_the_node_and_shows_every_result(
@@ -94,7 +64,7 @@ def test_one_failing_target_fails_the_node_and_shows_every_result(
     iid = run(api, spec)
     inst = wait_terminal(api, iid, 60 * timeout_scale)
     assert inst["state"] == "FAILURE", inst
-    node = attempt(api, tasks(api, iid)["fan"]["id"])
+    node = task_instance(api, tasks(api, iid)["fan"]["id"])
     assert node["type"] == "FANOUT" and node["state"] == "FAILURE", node
     assert "1 of 3 target(s) failed: fan-b" in node["reason"], node
     subs = by_host(node["sub_executions"])
@@ -122,7 +92,7 @@ def test_one_failing_target_fails_the_node_and_shows_every_result(
     assert r.status_code == 200 and r.json()["total"] == 3
     assert {s["id"] for s in r.json()["items"]} == {s["id"] for s in subs.values()}
     # a sub-execution names its FANOUT attempt and target; it is no task of the DAG
-    one = attempt(api, subs["fan-a"]["id"])
+    one = task_instance(api, subs["fan-a"]["id"])
     assert one["parent_id"] == node["id"] and one["target"] == "fan-a"
     # no retry inside: exactly one sub-execution per host
     assert len(node["sub_executions"]) == 3
@@ -151,13 +121,13 @@ def test_fail_fast_kills_the_running_sibling(
     node_id = tasks(api, iid)["fan"]["id"]
 
     def sibling_final() -> dict[str, Any] | None:
-        subs = by_host(attempt(api, node_id)["sub_executions"])
+        subs = by_host(task_instance(api, node_id)["sub_executions"])
         return subs if subs["fan-b"]["state"] not in ("DISPATCHED", "RUNNING") else None
 
     subs = wait_for(sibling_final, 15 * timeout_scale, 0.1, "the sibling to be killed")
     assert subs["fan-a"]["state"] == "FAILURE" and subs["fan-a"]["exit_code"] == 1
     assert subs["fan-b"]["state"] == "KILL", subs["fan-b"]
-    assert "fail-fast" in attempt(api, node_id)["reason"]
+    assert "fail-fast" in task_instance(api, node_id)["reason"]
 
 
 def test_explicit_hosts_then_a_downstream_task_runs(
@@ -184,13 +154,13 @@ def test_explicit_hosts_then_a_downstream_task_runs(
     inst = wait_terminal(api, iid, 60 * timeout_scale)
     assert inst["state"] == "SUCCESS", inst
     latest = tasks(api, iid)
-    node = attempt(api, latest["fan"]["id"])
+    node = task_instance(api, latest["fan"]["id"])
     subs = by_host(node["sub_executions"])
     assert sorted(subs) == ["fan-a", "fan-c"]  # fan-b is alive but not a target
     assert all(s["state"] == "SUCCESS" for s in subs.values())
     assert subs["fan-a"]["worker_host"] == "fan-a" and subs["fan-c"]["worker_host"] == "fan-c"
     # the FANOUT's per-host outputs flow to its downstream task
-    after = attempt(api, latest["after"]["id"])
+    after = task_instance(api, latest["after"]["id"])
     assert after["output"]["got"] == "first/third", after
     # the sub-executions are not DAG tasks: the instance finished with its two tasks
     assert {"fan", "after"} <= set(latest)
@@ -203,7 +173,7 @@ def test_a_host_without_a_live_worker_fails_at_once_with_the_reason(
     iid = run(api, spec)
     inst = wait_terminal(api, iid, 30 * timeout_scale)
     assert inst["state"] == "FAILURE", inst
-    subs = by_host(attempt(api, tasks(api, iid)["fan"]["id"])["sub_executions"])
+    subs = by_host(task_instance(api, tasks(api, iid)["fan"]["id"])["sub_executions"])
     assert subs["ghost-host"]["state"] == "FAILURE"
     assert subs["ghost-host"]["reason"] == "no live worker on host ghost-host"
     assert subs["fan-a"]["state"] == "SUCCESS"  # without fail-fast the others still run
@@ -226,7 +196,7 @@ def subs_when(
         latest = tasks(api, iid).get("fan")
         if latest is None:
             return None
-        subs = by_host(attempt(api, latest["id"])["sub_executions"] or [])
+        subs = by_host(task_instance(api, latest["id"])["sub_executions"] or [])
         return subs if subs and cond(subs) else None
 
     return wait_for(check, timeout, 0.1, what)
@@ -259,7 +229,7 @@ def test_a_target_whose_worker_stops_fails_and_is_not_run_again(
     fleet["fan-b"].stop(grace=0)  # its running task is handed back (NEED_FAULT_TOLERANCE)
     inst = wait_terminal(api, iid, 30 * timeout_scale)
     assert inst["state"] == "FAILURE", inst
-    node = attempt(api, tasks(api, iid)["fan"]["id"])
+    node = task_instance(api, tasks(api, iid)["fan"]["id"])
     subs = by_host(node["sub_executions"])
     assert subs["fan-b"]["state"] == "NEED_FAULT_TOLERANCE", subs["fan-b"]
     assert subs["fan-a"]["state"] == "SUCCESS"
@@ -280,6 +250,8 @@ def test_an_unclaimed_target_fails_after_its_timeout_and_doctor_leaves_it_alone(
     api: TestClient,
     settings: Settings,
     kz: KazooClient,
+    sf: SessionFactory,
+    zk: ZkClient,
     timeout_scale: float,
 ) -> None:
     # a registration that claims nothing: its host counts as live, but nobody takes its work
@@ -300,18 +272,11 @@ def test_an_unclaimed_target_fails_after_its_timeout_and_doctor_leaves_it_alone(
         "the phantom's sub-execution to wait in its host queue",
     )
     assert kz.get_children(paths.host_queue("phantom"))  # queued on its host, not the group
-    engine = make_engine(settings.db)
-    zk = ZkClient(settings.zk, name="doctor")
-    zk.start()
-    try:
-        findings, _ = doctor.run(make_session_factory(engine), zk, do_repair=False)
-    finally:
-        zk.stop()
-        engine.dispose()
+    findings, _ = doctor.run(sf, zk, do_repair=False)
     assert not [f for f in findings if subs["phantom"]["id"] in f.ids], findings
     inst = wait_terminal(api, iid, 30 * timeout_scale)
     assert inst["state"] == "FAILURE", inst
-    node = attempt(api, tasks(api, iid)["fan"]["id"])
+    node = task_instance(api, tasks(api, iid)["fan"]["id"])
     phantom = by_host(node["sub_executions"])["phantom"]
     assert phantom["state"] == "FAILURE"
     assert phantom["reason"].startswith("not started within 2s"), phantom

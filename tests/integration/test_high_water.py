@@ -5,33 +5,19 @@ says so), and every task still succeeds, started in queue order within its insta
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from kazoo.client import KazooClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
+from support import Cluster, run
 
-from api.app import create_app
-from core.settings import Settings
 from core.states import WORKFLOW_TERMINAL
-from master.server import MasterServer
+from db.engine import SessionFactory
 from ops.localserver import wait_for
-from worker.server import WorkerServer
 
-TOKEN = "high-water-test-token"
 HIGH_WATER = 20
 PRIORITIES = ["LOWEST", "HIGH", "MEDIUM", "HIGHEST", "LOW"]
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[TestClient]:
-    s = settings.model_copy(deep=True)
-    s.api.token = TOKEN
-    with TestClient(create_app(s)) as client:
-        client.headers["Authorization"] = f"Bearer {TOKEN}"
-        yield client
 
 
 class Sampler(threading.Thread):
@@ -59,28 +45,23 @@ def submit(api: TestClient, name: str, n: int) -> int:
         {"name": f"t{i:03d}", "command": "true", "priority": PRIORITIES[i % len(PRIORITIES)]}
         for i in range(n)
     ]
-    r = api.post("/api/v1/workflows", json={"name": name, "tasks": tasks})
-    assert r.status_code == 201, r.text
-    r = api.post(f"/api/v1/workflows/{r.json()['id']}/runs", json={})
-    assert r.status_code == 202, r.text
-    return int(r.json()["instance_id"])
+    return run(api, {"name": name, "tasks": tasks})
 
 
 def test_queue_stays_under_high_water_and_drains_in_order(
-    settings: Settings, api: TestClient, zk_hosts: str, zk_root: str, timeout_scale: float
+    cluster: Cluster,
+    api: TestClient,
+    sf: SessionFactory,
+    zk_hosts: str,
+    zk_root: str,
+    timeout_scale: float,
 ) -> None:
-    settings.master.queue_high_water = HIGH_WATER
-    settings.worker.capacity = 1
+    cluster.settings.master.queue_high_water = HIGH_WATER
+    cluster.settings.worker.capacity = 1
     sampler = Sampler(zk_hosts, f"{zk_root}/queue/default")
     sampler.client.start(timeout=15)
-    stops: list[tuple[threading.Event, threading.Thread, Any]] = []
     try:
-        master = MasterServer(settings)
-        master.start()
-        ev = threading.Event()
-        t = threading.Thread(target=master.serve_forever, args=(ev,), daemon=True)
-        t.start()
-        stops.append((ev, t, master.stop))
+        cluster.start_master()
         sampler.start()
         first = submit(api, "hw-a", 100)
         second = submit(api, "hw-b", 100)
@@ -96,12 +77,7 @@ def test_queue_stays_under_high_water_and_drains_in_order(
         assert states.count("SUBMITTED") == 100, states
         assert sampler.peak == HIGH_WATER, sampler.peak
 
-        worker = WorkerServer(settings)
-        worker.start()
-        wev = threading.Event()
-        wt = threading.Thread(target=worker.serve_forever, args=(wev,), daemon=True)
-        wt.start()
-        stops.append((wev, wt, lambda: worker.stop(grace=0)))
+        cluster.start_worker()
 
         def finished() -> list[dict[str, Any]]:
             insts = [api.get(f"/api/v1/instances/{i}").json() for i in (first, second)]
@@ -118,25 +94,16 @@ def test_queue_stays_under_high_water_and_drains_in_order(
             assert "queue space" not in (i.get("reason") or ""), i
     finally:
         sampler.stop.set()
-        for ev, th, stop in reversed(stops):
-            ev.set()
-            th.join(timeout=15)
-            stop()
         sampler.client.stop()
         sampler.client.close()
 
     # one worker slot: start order is claim order, which is queue-key order per instance
-    engine = create_engine(settings.db.url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT workflow_instance_id, priority, id FROM task_instance"
-                    " ORDER BY start_time, id"
-                )
-            ).all()
-    finally:
-        engine.dispose()
+    with sf.begin() as s:
+        rows = s.execute(
+            text(
+                "SELECT workflow_instance_id, priority, id FROM task_instance ORDER BY start_time, id"
+            )
+        ).all()
     for iid in (first, second):
         started = [(r.priority, r.id) for r in rows if r.workflow_instance_id == iid]
         assert len(started) == 100

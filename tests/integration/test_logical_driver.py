@@ -12,16 +12,14 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
-from test_diamond import Cluster, api, cluster, instance, wait_terminal  # noqa: F401
-from test_semantics import act, run, tasks, wait_task
+from support import Cluster, act, run, tasks, wait_task, wait_terminal
 
 from coord.queue import TaskQueue
 from coord.zk import ZkClient
 from core import task_types as types_mod
-from core.settings import Settings
 from core.states import TaskState
 from db.attempts import AttemptRow
-from db.engine import make_engine, make_session_factory
+from db.engine import SessionFactory
 from master import failover, logical
 from master.logical import LogicalContext, Verdict
 from ops import doctor
@@ -85,7 +83,7 @@ def _spec(name: str, wait_s: float) -> dict[str, Any]:
 
 
 def test_driver_attempt_runs_without_worker_and_finishes_by_poll(
-    cluster: Cluster, api: TestClient, settings: Settings, timeout_scale: float
+    cluster: Cluster, api: TestClient, sf: SessionFactory, zk: ZkClient, timeout_scale: float
 ) -> None:
     cluster.start_master()
     cluster.start_worker()
@@ -93,21 +91,13 @@ def test_driver_attempt_runs_without_worker_and_finishes_by_poll(
     t = wait_task(api, iid, "w", "RUNNING", 10 * timeout_scale)
     assert t.get("worker_id") in (None, "") and t.get("host") in (None, "")
     # while it runs: worker failover and the doctor leave it alone
-    engine = make_engine(settings.db)
-    zk = ZkClient(settings.zk, name="test")
-    zk.start()
-    try:
-        sf = make_session_factory(engine)
-        touched = failover.reoffer_lost_attempts(
-            sf, zk, TaskQueue(zk.client, zk.paths), [iid], 0.0, "test"
-        )
-        assert touched == set()
-        findings, _ = doctor.run(sf, zk, do_repair=True)
-        assert "running_without_lease" not in {f.kind for f in findings}
-        assert tasks(api, iid)["w"]["state"] == "RUNNING"
-    finally:
-        zk.stop()
-        engine.dispose()
+    touched = failover.reoffer_lost_attempts(
+        sf, zk, TaskQueue(zk.client, zk.paths), [iid], 0.0, "test"
+    )
+    assert touched == set()
+    findings, _ = doctor.run(sf, zk, do_repair=True)
+    assert "running_without_lease" not in {f.kind for f in findings}
+    assert tasks(api, iid)["w"]["state"] == "RUNNING"
     done = wait_terminal(api, iid, 20 * timeout_scale)
     assert done["state"] == "SUCCESS", done
     w = tasks(api, iid)["w"]

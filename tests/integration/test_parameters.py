@@ -6,55 +6,12 @@ expression failing only its task with the reason in the log."""
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 from fastapi.testclient import TestClient
-from test_diamond import TOKEN, Cluster, wait_terminal
-
-from api.app import create_app
-from core.settings import Settings
-from ops.localserver import wait_for
-
-
-@pytest.fixture
-def cluster(settings: Settings) -> Iterator[Cluster]:
-    c = Cluster(settings)
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[TestClient]:
-    s = settings.model_copy(deep=True)
-    s.api.token = TOKEN
-    with TestClient(create_app(s)) as client:
-        client.headers["Authorization"] = f"Bearer {TOKEN}"
-        yield client
-
-
-def run(api: TestClient, spec: dict[str, Any], params: dict[str, str] | None = None) -> int:
-    r = api.post("/api/v1/workflows", json=spec)
-    assert r.status_code == 201, r.text
-    r = api.post(f"/api/v1/workflows/{r.json()['id']}/runs", json={"params": params or {}})
-    assert r.status_code == 202, r.text
-    return int(r.json()["instance_id"])
-
-
-def log_lines(api: TestClient, ti_id: int, timeout: float) -> list[str]:
-    def complete() -> list[str] | None:
-        r = api.get(f"/api/v1/task-instances/{ti_id}/log")
-        assert r.status_code == 200, r.text
-        body = r.json()
-        return list(body["lines"]) if body["complete"] else None
-
-    return [ln.rstrip("\n") for ln in wait_for(complete, timeout, 0.05, f"log of {ti_id}")]
+from support import Cluster, log_lines, run, wait_terminal
 
 
 def field(lines: list[str], key: str) -> str:
@@ -102,7 +59,7 @@ def test_precedence_builtins_outputs_and_quoting(
             {"name": "last", "depends_on": ["down"], "command": 'echo "last=${passed}|${flow}"'},
         ],
     }
-    iid = run(api, spec, {"p3": "startup", "p4": "startup", "evil": evil})
+    iid = run(api, spec, params={"p3": "startup", "p4": "startup", "evil": evil})
     inst = wait_terminal(api, iid, 60 * timeout_scale)
     assert inst["state"] == "SUCCESS", inst
     tasks = {t["name"]: t for t in inst["tasks"]}

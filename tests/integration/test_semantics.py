@@ -4,99 +4,29 @@ failure strategies, retries with backoff, timeouts, illegal transitions (409) an
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
 
 from fastapi.testclient import TestClient
-from test_diamond import (  # noqa: F401 - fixtures used by name
+from sqlalchemy import text
+from support import (
     Cluster,
-    api,
-    cluster,
+    act,
+    attempts,
+    create,
+    group_gone,
     instance,
+    pid_of,
+    run,
+    sh,
+    start,
+    tasks,
+    wait_state,
+    wait_task,
     wait_terminal,
 )
 
+from db.engine import SessionFactory
 from ops.localserver import wait_for
-
-
-def create(api: TestClient, spec: dict[str, Any]) -> int:
-    r = api.post("/api/v1/workflows", json=spec)
-    assert r.status_code == 201, r.text
-    return int(r.json()["id"])
-
-
-def start(api: TestClient, wid: int, **body: Any) -> int:
-    r = api.post(f"/api/v1/workflows/{wid}/runs", json=body)
-    assert r.status_code == 202, r.text
-    return int(r.json()["instance_id"])
-
-
-def run(api: TestClient, spec: dict[str, Any], **body: Any) -> int:
-    return start(api, create(api, spec), **body)
-
-
-def act(api: TestClient, iid: int, action: str, expect: int = 202) -> dict[str, Any]:
-    r = api.post(f"/api/v1/instances/{iid}/{action}")
-    assert r.status_code == expect, r.text
-    return dict(r.json())
-
-
-def tasks(api: TestClient, iid: int) -> dict[str, dict[str, Any]]:
-    """Latest attempt per task name."""
-    out: dict[str, dict[str, Any]] = {}
-    for t in instance(api, iid)["tasks"]:
-        if t["name"] not in out or t["attempt"] > out[t["name"]]["attempt"]:
-            out[t["name"]] = t
-    return out
-
-
-def attempts(api: TestClient, iid: int, name: str) -> list[dict[str, Any]]:
-    r = api.get(f"/api/v1/instances/{iid}/tasks")
-    return sorted((t for t in r.json()["items"] if t["name"] == name), key=lambda t: t["attempt"])
-
-
-def wait_task(api: TestClient, iid: int, name: str, state: str, timeout: float) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        t = tasks(api, iid).get(name)
-        return t if t is not None and t["state"] == state else None
-
-    return wait_for(reached, timeout, 0.05, f"task {name} of {iid} to be {state}")
-
-
-def wait_state(api: TestClient, iid: int, state: str, timeout: float) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        inst = instance(api, iid)
-        return inst if inst["state"] == state else None
-
-    return wait_for(reached, timeout, 0.05, f"instance {iid} to be {state}")
-
-
-def group_gone(pgid: int) -> bool:
-    """No live (non-zombie) process is left in the process group ``pgid``."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return False
-    return True
-
-
-def pid_of(api: TestClient, ti_id: int) -> int:
-    r = api.get(f"/api/v1/task-instances/{ti_id}")
-    pid = r.json()["pid"]
-    assert pid, r.text
-    return int(pid)
-
-
-def sh(name: str, command: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "command": command, **extra}
-
 
 # --- stop, pause, resume --------------------------------------------------------------------
 
@@ -376,7 +306,7 @@ def test_retry_with_backoff_waits_the_configured_delays(
 
 
 def test_task_timeout_warn_alerts_and_lets_it_finish(
-    cluster: Cluster, api: TestClient, timeout_scale: float
+    cluster: Cluster, api: TestClient, sf: SessionFactory, timeout_scale: float
 ) -> None:
     cluster.start_master()
     cluster.start_worker()
@@ -388,16 +318,12 @@ def test_task_timeout_warn_alerts_and_lets_it_finish(
         },
     )
     assert wait_terminal(api, iid, 20 * timeout_scale)["state"] == "SUCCESS"
-    from sqlalchemy import create_engine, text
-
-    eng = create_engine(cluster.settings.db.url)
-    with eng.connect() as c:
+    with sf.begin() as s:
         kinds = (
-            c.execute(text("SELECT kind FROM alert WHERE workflow_instance_id = :i"), {"i": iid})
+            s.execute(text("SELECT kind FROM alert WHERE workflow_instance_id = :i"), {"i": iid})
             .scalars()
             .all()
         )
-    eng.dispose()
     assert "TASK_TIMEOUT" in kinds
 
 

@@ -8,14 +8,18 @@ from datetime import datetime
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from test_diamond import (  # noqa: F401 - fixtures used by name
+from support import (
     Cluster,
-    api,
-    cluster,
+    create,
     instance,
+    run,
+    sh,
+    start,
+    tasks,
+    wait_state,
+    wait_task,
     wait_terminal,
 )
-from test_semantics import create, run, sh, start, tasks, wait_state, wait_task
 
 from ops.localserver import wait_for
 

@@ -11,8 +11,17 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from harness import Cluster as ProcCluster
-from test_diamond import Cluster, api, cluster, instance, wait_terminal  # noqa: F401
-from test_semantics import act, create, start, tasks, wait_state, wait_task
+from support import (
+    Cluster,
+    act,
+    create,
+    instance,
+    start,
+    tasks,
+    wait_state,
+    wait_task,
+    wait_terminal,
+)
 
 from core.settings import Settings
 
@@ -180,15 +189,12 @@ def test_pause_and_resume_keep_the_same_child(
 
 def test_master_kill9_while_child_runs(proc_cluster: ProcCluster) -> None:
     c = proc_cluster
-    c.master("m1")
-    c.master("m2")
-    c.worker("w1")
-    c.wait_registered(2, 1)
+    c.up(masters=2, workers=1)
     # the leaf workflow, then a parent whose SUB_PROCESS runs it (direct rows: no API here)
     leaf_iid = c.submit([{"name": "a", "command": "sleep 4"}], name="kill-leaf")
     c.wait(lambda: c.state(leaf_iid) == "SUCCESS", 30, "the leaf workflow's own run")
     leaf_wid = c.one("SELECT workflow_id FROM workflow_instance WHERE id = :i", i=leaf_iid)
-    parent = _submit_raw(c, {"name": "kill-top", "tasks": [sub("down", int(leaf_wid))]})
+    parent = c.submit([sub("down", int(leaf_wid))], name="kill-top")
 
     def child_running() -> int | None:
         row = c.rows(
@@ -224,15 +230,3 @@ def test_master_kill9_while_child_runs(proc_cluster: ProcCluster) -> None:
     assert children == 2  # the leaf's own run and the one child
     rc, out = c.doctor()
     assert rc == 0, out
-
-
-def _submit_raw(c: ProcCluster, raw: dict[str, Any]) -> int:
-    from core.spec import parse_workflow_spec
-    from db.definitions import create_workflow
-    from db.runs import submit_run
-
-    with c.sf.begin() as s:
-        definition, _ = create_workflow(s, parse_workflow_spec(raw))
-        iid = int(submit_run(s, definition.id).id)
-    c.submitted.append(iid)
-    return iid
