@@ -15,13 +15,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, text, update
 from sqlalchemy import select as sa_select
+from support import api_client
 
 from api.app import create_app
 from api.deps import TOKEN_FILE
 from coord.zk import ZkClient
 from core.settings import Settings
 from db import runs
-from db.engine import SessionFactory, make_engine, make_session_factory
+from db.engine import SessionFactory
 from db.models import Command, TaskInstance, WorkflowInstance
 from db.notify import CHANNEL_COMMAND
 
@@ -37,20 +38,10 @@ class Api:
 
 
 @pytest.fixture
-def api(settings: Settings, db_url: str) -> Iterator[Api]:
-    s = settings.model_copy(deep=True)
-    s.api.token = TOKEN
-    engine = make_engine(db_url)
-    sf = make_session_factory(engine)
-    zk = ZkClient(s.zk, name="test-api")
-    zk.start()
-    try:
-        with TestClient(create_app(s, sf, zk)) as client:
-            client.headers["Authorization"] = f"Bearer {TOKEN}"
-            yield Api(client, sf, s, zk)
-    finally:
-        zk.stop()
-        engine.dispose()
+def api(settings: Settings, sf: SessionFactory, zk: ZkClient) -> Iterator[Api]:
+    """The API on the test's own pool and ZooKeeper client, which the test reads too."""
+    with api_client(settings, sf, zk, TOKEN) as client:
+        yield Api(client, sf, settings, zk)
 
 
 def spec(name: str = "etl", **extra: Any) -> dict[str, Any]:
@@ -105,24 +96,19 @@ def test_token_required(api: Api) -> None:
     assert "tasks" in body["content"]["application/json"]["schema"]["properties"]
 
 
-def test_token_file_created_0600_and_reused(settings: Settings, db_url: str) -> None:
+def test_token_file_created_0600_and_reused(settings: Settings, sf: SessionFactory) -> None:
     s = settings.model_copy(deep=True)
     s.api.token = ""
-    engine = make_engine(db_url)
-    sf = make_session_factory(engine)
-    try:
-        create_app(s, sf, ZkClient(s.zk))
-        path = s.data_path / TOKEN_FILE
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        token = path.read_text().strip()
-        assert len(token) >= 32
-        app = create_app(s, sf, ZkClient(s.zk))  # a second start reads the same file
-        with TestClient(app) as c:
-            assert c.get("/api/v1/workflows").status_code == 401
-            r = c.get("/api/v1/workflows", headers={"Authorization": f"Bearer {token}"})
-            assert r.status_code == 200, r.text
-    finally:
-        engine.dispose()
+    create_app(s, sf, ZkClient(s.zk))
+    path = s.data_path / TOKEN_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    token = path.read_text().strip()
+    assert len(token) >= 32
+    app = create_app(s, sf, ZkClient(s.zk))  # a second start reads the same file
+    with TestClient(app) as c:
+        assert c.get("/api/v1/workflows").status_code == 401
+        r = c.get("/api/v1/workflows", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
 
 
 def test_error_envelope(api: Api) -> None:

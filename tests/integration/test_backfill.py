@@ -4,68 +4,39 @@ time; a serial one runs its dates one after another in the requested order."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from support import Cluster, create
 
-from api.app import create_app
-from core.settings import Settings, WorkerSettings
 from master.server import MasterServer
 from ops.localserver import wait_for
-from worker.server import WorkerServer
 
 TERMINAL = ("SUCCESS", "FAILURE", "STOP")
 
 
 @pytest.fixture
-def cluster(settings: Settings) -> Iterator[tuple[TestClient, MasterServer]]:
-    settings = settings.model_copy(
-        update={
-            "api": settings.api.model_copy(update={"token": "t"}),
-            "worker": WorkerSettings(heartbeat_interval_s=1, report_retry_deadline_s=2, capacity=8),
-        }
-    )
-    stop = threading.Event()
-    master, worker = MasterServer(settings, master_id="bm"), WorkerServer(settings)
-    master.start()
-    worker.start()
-    threads = [
-        threading.Thread(target=master.serve_forever, args=(stop,), daemon=True),
-        threading.Thread(target=worker.serve_forever, args=(stop,), daemon=True),
-    ]
-    for t in threads:
-        t.start()
-    try:
-        with TestClient(create_app(settings)) as client:
-            client.headers["Authorization"] = "Bearer t"
-            yield client, master
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
-        worker.stop(grace=0)
-        master.stop()
+def master(cluster: Cluster) -> MasterServer:
+    """A master ("bm") and a worker with 8 slots, serving."""
+    m = cluster.start_master("bm")
+    cluster.start_worker(capacity=8)
+    return m
 
 
 def _workflow(api: TestClient, command: str) -> int:
-    r = api.post(
-        "/api/v1/workflows", json={"name": "bf", "tasks": [{"name": "a", "command": command}]}
-    )
-    assert r.status_code == 201, r.text
-    return int(r.json()["id"])
+    return create(api, {"name": "bf", "tasks": [{"name": "a", "command": command}]})
 
 
 def _instances(master: MasterServer, backfill_id: int) -> list[Any]:
+    """The backfill's instances in run order."""
     with master.sf.begin() as s:
         return list(
             s.execute(
                 text(
-                    "SELECT i.id, i.state, i.schedule_time, i.start_time, i.end_time"
+                    "SELECT i.id, i.state, i.schedule_time, i.submit_time, i.start_time, i.end_time"
                     " FROM backfill_run r JOIN workflow_instance i ON i.id = r.instance_id"
                     " WHERE r.backfill_id = :b ORDER BY r.seq"
                 ),
@@ -87,23 +58,9 @@ def _max_overlap(rows: list[Any]) -> int:
     return peak
 
 
-def _timeline(master: MasterServer, backfill_id: int) -> list[Any]:
-    with master.sf.begin() as s:
-        return list(
-            s.execute(
-                text(
-                    "SELECT i.submit_time, i.end_time FROM backfill_run r"
-                    " JOIN workflow_instance i ON i.id = r.instance_id WHERE r.backfill_id = :b"
-                ),
-                {"b": backfill_id},
-            ).all()
-        )
-
-
 def test_parallel_backfill_keeps_its_limit(
-    cluster: tuple[TestClient, MasterServer], timeout_scale: float
+    api: TestClient, master: MasterServer, timeout_scale: float
 ) -> None:
-    api, master = cluster
     wid = _workflow(api, "sleep 0.3")
     start = datetime(2026, 1, 1, tzinfo=UTC)
     body = {
@@ -133,7 +90,7 @@ def test_parallel_backfill_keeps_its_limit(
     assert [r.schedule_time for r in rows] == [start + timedelta(days=d) for d in range(30)]
     assert all(r.state == "SUCCESS" for r in rows)
     assert 1 <= peak <= 4
-    assert _max_overlap(_timeline(master, bid)) <= 4
+    assert _max_overlap(_instances(master, bid)) <= 4
     progress = api.get(f"/api/v1/backfills/{bid}").json()
     wait_for(
         lambda: api.get(f"/api/v1/backfills/{bid}").json()["state"] == "DONE",
@@ -144,9 +101,8 @@ def test_parallel_backfill_keeps_its_limit(
 
 
 def test_serial_backfill_runs_dates_in_descending_order(
-    cluster: tuple[TestClient, MasterServer], timeout_scale: float
+    api: TestClient, master: MasterServer, timeout_scale: float
 ) -> None:
-    api, master = cluster
     wid = _workflow(api, "sleep 0.2")
     dates = ["2026-02-03", "2026-02-01", "2026-02-02", "2026-02-04"]
     body = {"backfill": {"dates": dates, "mode": "SERIAL", "order": "desc"}}
@@ -165,13 +121,12 @@ def test_serial_backfill_runs_dates_in_descending_order(
     assert [r.schedule_time.date().isoformat() for r in rows] == sorted(dates, reverse=True)
     for a, b in zip(rows, rows[1:], strict=False):
         assert b.start_time >= a.end_time  # one after another
-    assert _max_overlap(_timeline(master, bid)) == 1
+    assert _max_overlap(_instances(master, bid)) == 1
 
 
 def test_backfill_dates_follow_the_workflow_schedule_and_bad_requests_are_422(
-    cluster: tuple[TestClient, MasterServer],
+    api: TestClient, master: MasterServer
 ) -> None:
-    api, _ = cluster
     wid = _workflow(api, "true")
     r = api.post(
         "/api/v1/schedules",

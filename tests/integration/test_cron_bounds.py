@@ -6,7 +6,6 @@ the start/step and wrap-around fixes as the API answers them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -14,23 +13,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from core.settings import Settings
-
 NEVER = [
     "* * * 29 2 ? 2021-2023",
     "0 0 0 ? 2 2#5 2030-2040",
     "0 0 0 31W 2,4,6,9,11 ?",
     "0 2 31 2 *",
 ]
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[TestClient]:
-    settings = settings.model_copy(update={"api": settings.api.model_copy(update={"token": "t"})})
-    with TestClient(create_app(settings)) as client:
-        client.headers["Authorization"] = "Bearer t"
-        yield client
 
 
 @pytest.fixture

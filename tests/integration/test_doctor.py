@@ -8,8 +8,6 @@ import sys
 from sqlalchemy import text
 
 from coord.queue import QueueEntry, QueueKey, TaskQueue, format_key
-from coord.zk import ZkClient
-from db.engine import make_engine, make_session_factory
 from ops import doctor
 
 
@@ -35,69 +33,45 @@ def _seed(sf):
             )
 
 
-def test_doctor_reports_and_repairs_drift(settings):
-    engine = make_engine(settings.db)
-    sf = make_session_factory(engine)
-    zk = ZkClient(settings.zk, name="test")
-    zk.start()
-    try:
-        _seed(sf)
-        q = TaskQueue(zk.client, zk.paths)
-        # 102 is queued properly; 999 is a stray entry without a row; 100 lost its entry.
-        q.push(
-            [
-                QueueEntry("default", QueueKey(2, 10, 2, 102)),
-                QueueEntry("default", QueueKey(2, 10, 2, 999)),
-            ]
-        )
-        findings, fixed = doctor.run(sf, zk, do_repair=False)
-        kinds = {f.kind: f for f in findings}
-        assert set(kinds) == {
-            "instance_without_owner",
-            "queue_entry_without_row",
-            "running_without_lease",
-            "dispatched_without_entry",
-        }
-        assert kinds["instance_without_owner"].ids == [10]
-        assert kinds["running_without_lease"].ids == [101]
-        assert kinds["dispatched_without_entry"].ids == [100]
-        assert fixed == 0
+def test_doctor_reports_and_repairs_drift(sf, zk):
+    _seed(sf)
+    q = TaskQueue(zk.client, zk.paths)
+    # 102 is queued properly; 999 is a stray entry without a row; 100 lost its entry.
+    q.push(
+        [
+            QueueEntry("default", QueueKey(2, 10, 2, 102)),
+            QueueEntry("default", QueueKey(2, 10, 2, 999)),
+        ]
+    )
+    findings, fixed = doctor.run(sf, zk, do_repair=False)
+    kinds = {f.kind: f for f in findings}
+    assert set(kinds) == {
+        "instance_without_owner",
+        "queue_entry_without_row",
+        "running_without_lease",
+        "dispatched_without_entry",
+    }
+    assert kinds["instance_without_owner"].ids == [10]
+    assert kinds["running_without_lease"].ids == [101]
+    assert kinds["dispatched_without_entry"].ids == [100]
+    assert fixed == 0
 
-        findings, fixed = doctor.run(sf, zk, do_repair=True)
-        assert fixed == 3
-        assert sorted(q.entries("default")) == sorted(
-            [format_key(2, 10, 2, 100), format_key(2, 10, 2, 102)]
+    findings, fixed = doctor.run(sf, zk, do_repair=True)
+    assert fixed == 3
+    assert sorted(q.entries("default")) == sorted(
+        [format_key(2, 10, 2, 100), format_key(2, 10, 2, 102)]
+    )
+    with sf.begin() as s:
+        assert (
+            s.execute(text("SELECT state FROM task_instance WHERE id = 101")).scalar_one()
+            == "NEED_FAULT_TOLERANCE"
         )
-        with sf.begin() as s:
-            assert (
-                s.execute(text("SELECT state FROM task_instance WHERE id = 101")).scalar_one()
-                == "NEED_FAULT_TOLERANCE"
-            )
-        after, _ = doctor.run(sf, zk, do_repair=False)
-        assert [f.kind for f in after] == ["instance_without_owner"]
-    finally:
-        zk.stop()
-        engine.dispose()
+    after, _ = doctor.run(sf, zk, do_repair=False)
+    assert [f.kind for f in after] == ["instance_without_owner"]
 
 
 def test_doctor_command_reports_a_clean_cluster(settings):
-    env = {
-        "DAGKEEPER_DB__URL": settings.db.url,
-        "DAGKEEPER_ZK__HOSTS": settings.zk.hosts,
-        "DAGKEEPER_ZK__ROOT": settings.zk.root,
-        "DAGKEEPER_ZK__SESSION_TIMEOUT_S": "4",
-        "DAGKEEPER_MASTER__HEARTBEAT_INTERVAL_S": "1",
-        "DAGKEEPER_WORKER__HEARTBEAT_INTERVAL_S": "1",
-        "DAGKEEPER_WORKER__REPORT_RETRY_DEADLINE_S": "2",
-        "PATH": "/usr/bin:/bin",
-    }
-    out = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "doctor"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = _doctor_cli(settings)
     assert out.returncode == 0, out.stderr
     assert "clean" in out.stdout
 
@@ -137,90 +111,77 @@ def _seed_runs(sf) -> None:
         _instance(s, 42, 3, "READY_STOP")
 
 
-def test_doctor_signals_serial_waits_and_stop_requests(settings):
-    engine = make_engine(settings.db)
-    sf = make_session_factory(engine)
-    zk = ZkClient(settings.zk, name="test")
-    zk.start()
-    try:
-        _seed_runs(sf)
-        paths = zk.paths
-        zk.register(paths.master("live-master"), {"host": "h"}, 5)
-        zk.register(paths.worker("default", "live-worker"), {"host": "h"}, 6)
-        # a request to a live worker is its business; to a dead one, nobody will act on it
-        zk.client.create(paths.signal("live-worker", 55), b"{}", makepath=True)
-        zk.client.create(paths.signal("dead-worker", 123), b"{}", makepath=True)
-        zk.client.create(paths.signal("dead-worker", 124), b"{}", makepath=True)
-        zk.client.ensure_path(paths.signals("crashed-worker"))  # an empty inbox left behind
+def test_doctor_signals_serial_waits_and_stop_requests(sf, zk):
+    _seed_runs(sf)
+    paths = zk.paths
+    zk.register(paths.master("live-master"), {"host": "h"}, 5)
+    zk.register(paths.worker("default", "live-worker"), {"host": "h"}, 6)
+    # a request to a live worker is its business; to a dead one, nobody will act on it
+    zk.client.create(paths.signal("live-worker", 55), b"{}", makepath=True)
+    zk.client.create(paths.signal("dead-worker", 123), b"{}", makepath=True)
+    zk.client.create(paths.signal("dead-worker", 124), b"{}", makepath=True)
+    zk.client.ensure_path(paths.signals("crashed-worker"))  # an empty inbox left behind
 
-        findings, fixed = doctor.run(sf, zk, do_repair=False)
-        kinds = {f.kind: f for f in findings}
-        assert set(kinds) == {
-            "signal_for_unregistered_worker",
-            "stale_signal_inbox",
-            "serial_wait_without_active",
-            "stop_or_pause_without_owner",
-        }, findings
-        assert kinds["signal_for_unregistered_worker"].ids == [123, 124]
-        assert "dead-worker" in kinds["signal_for_unregistered_worker"].message
-        assert "crashed-worker" in kinds["stale_signal_inbox"].message
-        assert kinds["stale_signal_inbox"].harmless
-        assert kinds["serial_wait_without_active"].ids == [20]
-        assert not kinds["serial_wait_without_active"].repairable
-        assert kinds["stop_or_pause_without_owner"].ids == [40, 42]
-        assert not kinds["stop_or_pause_without_owner"].repairable
-        assert not doctor.is_clean(findings) and fixed == 0
-        assert doctor.exit_code(findings, repaired=False) == 1
-        text_report = doctor.report(findings, fixed, as_json=False)
-        assert "[stale_signal_inbox]" in text_report and "harmless" in text_report
+    findings, fixed = doctor.run(sf, zk, do_repair=False)
+    kinds = {f.kind: f for f in findings}
+    assert set(kinds) == {
+        "signal_for_unregistered_worker",
+        "stale_signal_inbox",
+        "serial_wait_without_active",
+        "stop_or_pause_without_owner",
+    }, findings
+    assert kinds["signal_for_unregistered_worker"].ids == [123, 124]
+    assert "dead-worker" in kinds["signal_for_unregistered_worker"].message
+    assert "crashed-worker" in kinds["stale_signal_inbox"].message
+    assert kinds["stale_signal_inbox"].harmless
+    assert kinds["serial_wait_without_active"].ids == [20]
+    assert not kinds["serial_wait_without_active"].repairable
+    assert kinds["stop_or_pause_without_owner"].ids == [40, 42]
+    assert not kinds["stop_or_pause_without_owner"].repairable
+    assert not doctor.is_clean(findings) and fixed == 0
+    assert doctor.exit_code(findings, repaired=False) == 1
+    text_report = doctor.report(findings, fixed, as_json=False)
+    assert "[stale_signal_inbox]" in text_report and "harmless" in text_report
 
-        findings, fixed = doctor.run(sf, zk, do_repair=True)
-        assert fixed == 3  # two requests and the empty inbox
-        assert doctor.exit_code(findings, repaired=True) == 1  # report-only findings remain
-        assert zk.children(paths.signals("dead-worker")) == []
-        assert not zk.client.exists(paths.signals("crashed-worker"))
-        assert zk.children(paths.signals("live-worker")) == ["55"]
+    findings, fixed = doctor.run(sf, zk, do_repair=True)
+    assert fixed == 3  # two requests and the empty inbox
+    assert doctor.exit_code(findings, repaired=True) == 1  # report-only findings remain
+    assert zk.children(paths.signals("dead-worker")) == []
+    assert not zk.client.exists(paths.signals("crashed-worker"))
+    assert zk.children(paths.signals("live-worker")) == ["55"]
 
-        after, _ = doctor.run(sf, zk, do_repair=False)
-        # what the repair emptied is now a harmless left-over; the report-only findings remain
-        assert sorted(f.kind for f in after) == [
-            "serial_wait_without_active",
-            "stale_signal_inbox",
-            "stop_or_pause_without_owner",
-        ]
-        # a master promotes the waiting run, stops the orphaned ones: the cluster is clean
-        with sf.begin() as s:
-            s.execute(text("UPDATE workflow_instance SET state = 'STOP' WHERE id IN (40, 42)"))
-            s.execute(
-                text(
-                    "UPDATE workflow_instance SET state = 'RUNNING', owner = 'live-master',"
-                    " owner_epoch = 5 WHERE id = 20"
-                )
+    after, _ = doctor.run(sf, zk, do_repair=False)
+    # what the repair emptied is now a harmless left-over; the report-only findings remain
+    assert sorted(f.kind for f in after) == [
+        "serial_wait_without_active",
+        "stale_signal_inbox",
+        "stop_or_pause_without_owner",
+    ]
+    # a master promotes the waiting run, stops the orphaned ones: the cluster is clean
+    with sf.begin() as s:
+        s.execute(text("UPDATE workflow_instance SET state = 'STOP' WHERE id IN (40, 42)"))
+        s.execute(
+            text(
+                "UPDATE workflow_instance SET state = 'RUNNING', owner = 'live-master',"
+                " owner_epoch = 5 WHERE id = 20"
             )
-        doctor.run(sf, zk, do_repair=True)
-        final, _ = doctor.run(sf, zk, do_repair=False)
-        assert final == [] and doctor.exit_code(final, repaired=False) == 0
-    finally:
-        zk.stop()
-        engine.dispose()
+        )
+    doctor.run(sf, zk, do_repair=True)
+    final, _ = doctor.run(sf, zk, do_repair=False)
+    assert final == [] and doctor.exit_code(final, repaired=False) == 0
 
 
-def test_doctor_command_harmless_left_overs_keep_the_cluster_clean(settings):
-    zk = ZkClient(settings.zk, name="test")
-    zk.start()
-    try:
-        zk.client.ensure_path(zk.paths.signals("crashed-worker"))
-        out = _doctor_cli(settings)
-        assert out.returncode == 0, out.stdout + out.stderr
-        assert "clean" in out.stdout and "stale_signal_inbox" in out.stdout
-        zk.client.create(zk.paths.signal("crashed-worker", 7), b"{}")
-        out = _doctor_cli(settings)
-        assert out.returncode == 1 and "signal_for_unregistered_worker" in out.stdout, out.stdout
-        out = _doctor_cli(settings, "--repair")
-        assert out.returncode == 0 and "repaired 1 item" in out.stdout, out.stdout
-        assert zk.children(zk.paths.signals("crashed-worker")) == []
-    finally:
-        zk.stop()
+def test_doctor_command_harmless_left_overs_keep_the_cluster_clean(settings, zk):
+    zk.client.ensure_path(zk.paths.signals("crashed-worker"))
+    out = _doctor_cli(settings)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "clean" in out.stdout and "stale_signal_inbox" in out.stdout
+    zk.client.create(zk.paths.signal("crashed-worker", 7), b"{}")
+    out = _doctor_cli(settings)
+    assert out.returncode == 1 and "signal_for_unregistered_worker" in out.stdout, out.stdout
+    out = _doctor_cli(settings, "--repair")
+    assert out.returncode == 0 and "repaired 1 item" in out.stdout, out.stdout
+    assert zk.children(zk.paths.signals("crashed-worker")) == []
 
 
 def _doctor_cli(settings, *args: str) -> subprocess.CompletedProcess[str]:

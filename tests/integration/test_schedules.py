@@ -4,17 +4,15 @@ real-time per-second Quartz schedule, and the REST resource."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from kazoo.client import KazooClient
 from sqlalchemy import text
+from support import Cluster, expire_session
 
-from api.app import create_app
 from coord.membership import cron_leader
 from coord.zk import ZkClient
 from core.settings import Settings
@@ -23,7 +21,6 @@ from db import schedules as q_schedules
 from db.definitions import create_workflow
 from db.engine import make_engine, make_session_factory
 from master.cron import CronLeader
-from master.server import MasterServer
 from ops.localserver import wait_for
 
 T0 = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
@@ -77,15 +74,6 @@ def _fired(sf: Any, schedule_id: int) -> list[datetime]:
             {"s": schedule_id},
         ).all()
     return [r[0] for r in rows]
-
-
-def _kill_session(zk: ZkClient, hosts: str) -> None:
-    """Expire ``zk``'s session from outside: a second client attaches to it and closes it."""
-    sid, pwd = zk.client.client_id
-    thief = KazooClient(hosts=hosts, client_id=(sid, pwd))
-    thief.start(timeout=10)
-    thief.stop()
-    thief.close()
 
 
 def test_exactly_one_leader(nodes: list[Node]) -> None:
@@ -150,7 +138,7 @@ def test_leader_session_killed_other_takes_over_and_catches_up(
     sid = _schedule(first.sf, wf, "* * * * *", misfire, T0 - timedelta(seconds=1))
     assert first.cron.run_once(T0).leader
     assert not second.cron.run_once(T0).leader
-    _kill_session(first.zk, zk_hosts)
+    expire_session(zk_hosts, first.zk.client.client_id)
     wait_for(lambda: not first.cron.is_leader(), 10 * timeout_scale, what="old leader deposed")
     # ten minutes later (the cluster was "down"): 1..9 are missed, 10 is on time
     now = T0 + timedelta(minutes=10, seconds=5)
@@ -168,67 +156,45 @@ def test_leader_session_killed_other_takes_over_and_catches_up(
 
 
 def test_per_second_quartz_schedule_fires_every_second_across_a_leader_change(
-    settings: Settings, zk_hosts: str, timeout_scale: float
+    cluster: Cluster, zk_hosts: str, timeout_scale: float
 ) -> None:
-    masters = [MasterServer(settings, master_id=f"cm{i}") for i in range(2)]
-    stop = threading.Event()
-    threads = []
-    try:
-        for m in masters:
-            m.start()
-            t = threading.Thread(target=m.serve_forever, args=(stop,), daemon=True)
-            t.start()
-            threads.append(t)
-        sf = masters[0].sf
-        wf = _workflow(sf, "biz", "echo ${system.biz.date}")
-        sid = _schedule(sf, wf, "* * * * * ?", "FIRE_ALL", datetime.now(UTC))
-        wait_for(lambda: len(_fired(sf, sid)) >= 3, 20 * timeout_scale, what="three fires")
-        leader = next(m for m in masters if m.cron.is_leader())
-        other = next(m for m in masters if m is not leader)
-        _kill_session(leader.zk, zk_hosts)
-        wait_for(lambda: other.cron.is_leader(), 20 * timeout_scale, what="the other leads")
-        n = len(_fired(sf, sid))
-        wait_for(lambda: len(_fired(sf, sid)) >= n + 3, 20 * timeout_scale, what="more fires")
-        times = _fired(sf, sid)
-        # consecutive seconds, none missing and none doubled across the take-over
-        assert [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)] == [
-            1.0
-        ] * (len(times) - 1)
+    masters = [cluster.start_master(f"cm{i}") for i in range(2)]
+    sf = masters[0].sf
+    wf = _workflow(sf, "biz", "echo ${system.biz.date}")
+    sid = _schedule(sf, wf, "* * * * * ?", "FIRE_ALL", datetime.now(UTC))
+    wait_for(lambda: len(_fired(sf, sid)) >= 3, 20 * timeout_scale, what="three fires")
+    leader = next(m for m in masters if m.cron.is_leader())
+    other = next(m for m in masters if m is not leader)
+    expire_session(zk_hosts, leader.zk.client.client_id)
+    wait_for(lambda: other.cron.is_leader(), 20 * timeout_scale, what="the other leads")
+    n = len(_fired(sf, sid))
+    wait_for(lambda: len(_fired(sf, sid)) >= n + 3, 20 * timeout_scale, what="more fires")
+    times = _fired(sf, sid)
+    # consecutive seconds, none missing and none doubled across the take-over
+    assert [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)] == [1.0] * (
+        len(times) - 1
+    )
 
-        # ${system.biz.date} is the day before the schedule time (in the workflow's zone)
-        def first_attempt() -> Any:
-            with sf.begin() as s:
-                return s.execute(
-                    text(
-                        "SELECT t.spec, i.schedule_time FROM task_instance t JOIN"
-                        " workflow_instance i ON i.id = t.workflow_instance_id"
-                        " WHERE i.schedule_id = :s ORDER BY i.schedule_time LIMIT 1"
-                    ),
-                    {"s": sid},
-                ).first()
+    # ${system.biz.date} is the day before the schedule time (in the workflow's zone)
+    def first_attempt() -> Any:
+        with sf.begin() as s:
+            return s.execute(
+                text(
+                    "SELECT t.spec, i.schedule_time FROM task_instance t JOIN"
+                    " workflow_instance i ON i.id = t.workflow_instance_id"
+                    " WHERE i.schedule_id = :s ORDER BY i.schedule_time LIMIT 1"
+                ),
+                {"s": sid},
+            ).first()
 
-        spec, st = wait_for(first_attempt, 20 * timeout_scale, what="an attempt")
-        from zoneinfo import ZoneInfo
+    spec, st = wait_for(first_attempt, 20 * timeout_scale, what="an attempt")
+    from zoneinfo import ZoneInfo
 
-        biz = (st.astimezone(ZoneInfo("Europe/Berlin")) - timedelta(days=1)).strftime("%Y%m%d")
-        assert biz in spec["command"]
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
-        for m in masters:
-            m.stop()
+    biz = (st.astimezone(ZoneInfo("Europe/Berlin")) - timedelta(days=1)).strftime("%Y%m%d")
+    assert biz in spec["command"]
 
 
 # -- REST ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[TestClient]:
-    settings = settings.model_copy(update={"api": settings.api.model_copy(update={"token": "t"})})
-    with TestClient(create_app(settings)) as client:
-        client.headers["Authorization"] = "Bearer t"
-        yield client
 
 
 def test_schedule_crud_and_preview(api: TestClient) -> None:
