@@ -60,6 +60,14 @@ class BackfillState(StrEnum):
     STOPPED = "STOPPED"
 
 
+class ReleaseState(StrEnum):
+    """A workflow's release state: an OFFLINE workflow cannot be run and its schedules do not
+    fire (nor do its backfills submit dates) until it is ONLINE again."""
+
+    ONLINE = "ONLINE"
+    OFFLINE = "OFFLINE"
+
+
 class ExecutionType(StrEnum):
     """How a new run of a workflow treats its running ones: run beside them, wait (oldest
     first), be discarded (STOPped with a reason), or wait (highest priority first)."""

@@ -12,8 +12,15 @@ from sqlalchemy.orm import Session
 
 from core import cron
 from core.errors import NotFound, ValidationError
-from core.states import WORKFLOW_TERMINAL, BackfillState, CommandType, Priority, values
-from db import definitions, runs
+from core.states import (
+    WORKFLOW_TERMINAL,
+    BackfillState,
+    CommandType,
+    Priority,
+    ReleaseState,
+    values,
+)
+from db import definitions, releases, runs
 from db import schedules as q_schedules
 from db.models import Backfill, BackfillRun
 
@@ -69,6 +76,7 @@ def plan_dates(req: BackfillRequest, cron_expr: str, tz: str) -> list[datetime]:
 def create(s: Session, req: BackfillRequest) -> tuple[Backfill, list[int]]:
     """Store the backfill and its dates and submit the first runs; (row, first instance ids)."""
     d, v = definitions.get_latest(s, req.workflow_id)
+    releases.check_online(d, "be backfilled")
     schedule = q_schedules.first_for_workflow(s, req.workflow_id)
     if schedule is not None:
         expr, tz = schedule.cron, schedule.timezone
@@ -122,8 +130,11 @@ def submit_next(s: Session, bf: Backfill) -> list[int]:
     lock); finish the backfill when every date's instance is terminal."""
     if bf.state != B.RUNNING:
         return []
-    if definitions.get_definition(s, bf.workflow_id).deleted:
+    definition = definitions.get_definition(s, bf.workflow_id)
+    if definition.deleted:
         bf.state, bf.end_time = B.STOPPED.value, datetime.now(UTC)
+        return []
+    if definition.release_state == ReleaseState.OFFLINE:  # no new dates until it is ONLINE
         return []
     active = active_count(s, bf.id)
     slots = bf.parallelism - active

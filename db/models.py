@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from core.states import BackfillState, TaskState, WorkflowState
+from core.states import BackfillState, ReleaseState, TaskState, WorkflowState
 
 W, T = WorkflowState, TaskState
 
@@ -62,12 +62,18 @@ class WorkflowDefinition(Base):
     created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
     project: Mapped[str] = mapped_column(String(100), nullable=False, default=DEFAULT_PROJECT)
+    release_state: Mapped[str] = mapped_column(
+        String(10), nullable=False, default=ReleaseState.ONLINE.value
+    )
     __table_args__ = (
         Index(
             "uq_workflow_definition_name_live",
             "name",
             unique=True,
             postgresql_where=text("NOT deleted"),
+        ),
+        CheckConstraint(
+            "release_state IN ('ONLINE', 'OFFLINE')", name="ck_workflow_definition_release_state"
         ),
     )
 
@@ -157,6 +163,7 @@ class WorkflowInstance(Base):
     __table_args__ = (
         Index("ix_wfi_workflow", "workflow_id", "id"),
         Index("ix_wfi_state", "state"),
+        Index("ix_wfi_submit_time", "submit_time", "id"),
         Index(
             "uq_wfi_parent_task",
             "parent_task_instance_id",

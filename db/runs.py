@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import NotFound, ValidationError
 from core.states import CommandType, Priority, WorkflowState
+from db import releases
 from db.models import (
     Command,
     TaskInstance,
@@ -52,6 +53,7 @@ def submit_run(
     )
     if definition is None:
         raise NotFound(f"workflow {workflow_id} not found", {"workflow_id": workflow_id})
+    releases.check_online(definition)
     version = s.scalar(
         select(WorkflowVersion).where(
             WorkflowVersion.workflow_id == workflow_id,

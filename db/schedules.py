@@ -12,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import cron
-from core.errors import NotFound, ValidationError
-from core.states import CommandType, Priority
-from db import runs
+from core.errors import Conflict, NotFound, ValidationError
+from core.states import CommandType, Priority, ReleaseState
+from db import releases, runs
 from db.models import Schedule, WorkflowDefinition
 
 MISFIRE_POLICIES = ("FIRE_ALL", "FIRE_ONCE", "SKIP")
@@ -166,14 +166,16 @@ def first_for_workflow(s: Session, workflow_id: int) -> Schedule | None:
 
 
 def due_ids(s: Session, now: datetime, limit: int) -> list[int]:
-    """Enabled schedules of live workflows whose next fire time has come, most overdue first."""
+    """Enabled schedules of live, ONLINE workflows whose next fire time has come, most overdue
+    first (an OFFLINE workflow's schedules wait; going ONLINE re-times them from now)."""
     rows = s.execute(
         text(
             "SELECT s.id FROM schedule s JOIN workflow_definition d ON d.id = s.workflow_id"
             " WHERE s.enabled AND NOT d.deleted AND s.next_fire_time <= :now"
+            " AND d.release_state = :online"
             " ORDER BY s.next_fire_time, s.id LIMIT :n"
         ),
-        {"now": now, "n": limit},
+        {"now": now, "n": limit, "online": ReleaseState.ONLINE.value},
     ).all()
     return [int(r[0]) for r in rows]
 
@@ -214,5 +216,9 @@ def fire(s: Session, row: Schedule, schedule_time: datetime) -> int | None:
             return int(instance.id)
     except IntegrityError as exc:
         if FIRE_INDEX in str(exc.orig) or "uq_command_schedule_fire" in str(exc.orig):
+            return None
+        raise
+    except Conflict as exc:  # the workflow went OFFLINE after due_ids: this fire waits
+        if releases.is_offline_refusal(exc):
             return None
         raise
