@@ -34,6 +34,7 @@ from api.routers import (
     task_groups,
     task_instances,
     tokens,
+    transfer,
     ui_views,
     users,
     workflows,
@@ -230,6 +231,7 @@ def create_app(
     api_metrics.install(app, ctx)  # GET /metrics and the request timer (outermost)
     app.include_router(_probes())
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate)])
+    v1.include_router(transfer.router)  # before workflows: /workflows/import
     v1.include_router(workflows.router)
     v1.include_router(instances.router)
     v1.include_router(task_instances.router)

@@ -70,6 +70,7 @@ class WorkflowSummary(BaseModel):
     project: str = "default"
     description: str
     version: int
+    release_state: str = "ONLINE"
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -79,6 +80,7 @@ class WorkflowSummary(BaseModel):
             id=d.id,
             name=d.name,
             project=d.project,
+            release_state=d.release_state,
             description=d.description,
             version=d.latest_version,
             created_at=d.created_at,

@@ -211,10 +211,12 @@ class Client:
         )
 
     def import_(
-        self, document: Mapping[str, Any], on_conflict: str = "fail", rename: str | None = None
+        self, document: Any, on_conflict: str = "fail", rename: str | None = None
     ) -> dict[str, Any]:
+        """Import a dagkeeper export document or a DolphinScheduler 3.x export (a list);
+        ``on_conflict``: fail (409 on a name clash), rename (to ``rename``) or new_version."""
         params = {"on_conflict": on_conflict, "rename": rename}
-        return dict(self.request("POST", "/workflows/import", json=dict(document), params=params))
+        return dict(self.request("POST", "/workflows/import", json=document, params=params))
 
     # -- runs ---------------------------------------------------------------------------------
 
