@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from api.schemas import Timestamp, priority_name
+from api.waiting import NotStartedOut, WaitingReasonOut
 from db.models import TaskInstance, WorkflowInstance
 
 
@@ -26,6 +27,8 @@ class TaskAttemptSummary(BaseModel):
     task_group: str | None = None
     # why a queued attempt is not running yet (e.g. no live worker in its group)
     waiting: str | None = None
+    # every non-running, non-terminal task: a code and a sentence (core/waiting.py)
+    waiting_reason: WaitingReasonOut | None = None
     # the child instance a SUB_PROCESS attempt started (GET /instances/{id} fills it in)
     child_instance_id: int | None = None
     # a FANOUT sub-execution: the FANOUT attempt it belongs to and its target host
@@ -105,6 +108,8 @@ class InstanceSummary(BaseModel):
 
 class InstanceDetail(InstanceSummary):
     tasks: list[TaskAttemptSummary]
+    # tasks of this run without an attempt yet, each with its waiting_reason
+    not_started: list[NotStartedOut] = []
 
     @classmethod
     def from_rows(

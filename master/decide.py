@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from core import branching
+from core import branching, waiting
 from core import dag as dag_mod
 from core.spec import TaskSpec, WorkflowSpec
 from core.states import TASK_IN_FLIGHT, TASK_SUCCESSFUL, TaskState, WorkflowState
@@ -109,13 +109,11 @@ def visible_attempts(
 
 
 def retry_delay(task: TaskSpec, failures: int) -> float:
-    """Seconds to wait before retry number ``failures`` (1-based)."""
-    delay = float(task.retry_interval_s)
-    if task.retry_backoff and failures > 1:
-        delay *= 2 ** min(failures - 1, 30)
-    if task.retry_max_delay_s is not None:
-        delay = min(delay, float(task.retry_max_delay_s))
-    return delay
+    """Seconds to wait before retry number ``failures`` (1-based): core.waiting's rule, which
+    the API's waiting reasons read too."""
+    return waiting.retry_delay(
+        task.retry_interval_s, task.retry_backoff, task.retry_max_delay_s, failures
+    )
 
 
 def _upstream_status(

@@ -5,6 +5,7 @@ host loads only what it runs and the client's ``--help`` stays fast."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 # sub-commands handled here; everything else goes to the client CLI
@@ -60,7 +61,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from coord.zk import ZkClient
     from core.errors import CoordinationUnavailable
     from db.engine import make_engine, make_session_factory
-    from ops import doctor
+    from ops import doctor, doctor_waiting
 
     settings = _settings()
     engine = make_engine(settings.db, pool_size=1)
@@ -68,6 +69,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     try:
         zk.start()
         findings, fixed = doctor.run(make_session_factory(engine), zk, args.repair)
+        waits = doctor_waiting.long_waits(make_session_factory(engine), zk, args.waiting_over,
+                                          settings.master.queue_high_water)  # fmt: skip
     except CoordinationUnavailable as exc:
         print(f"dagkeeper doctor: {exc}", file=sys.stderr)
         return 2
@@ -77,7 +80,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     finally:
         zk.stop()
         engine.dispose()
-    print(doctor.report(findings, fixed, args.json))
+    if args.json:  # the findings' document, with the long waits beside them
+        doc = json.loads(doctor.report(findings, fixed, True))
+        print(json.dumps(doc | {"waiting": doctor_waiting.as_dicts(waits)}, indent=2))
+    else:
+        print(doctor.report(findings, fixed, False))
+        print(doctor_waiting.report(waits, args.waiting_over))
     return doctor.exit_code(findings, args.repair)
 
 
@@ -103,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp = sub.add_parser("doctor", help="check PostgreSQL against ZooKeeper; --repair fixes drift")
     dp.add_argument("--repair", action="store_true", help="fix what is safe to fix")
     dp.add_argument("--json", action="store_true", help="print the findings as JSON")
+    dp.add_argument("--waiting-over", type=float, default=600.0, metavar="SECONDS",
+                    help="report tasks waiting longer than this, with their reasons (600)")  # fmt: skip
     dp.set_defaults(func=cmd_doctor)
     sp = sub.add_parser(
         "standalone",

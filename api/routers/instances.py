@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from kazoo.exceptions import KazooException
 from sqlalchemy.orm import Session
 
+from api import waiting
 from api.auth import Principal
 from api.auth_scope import authorize, instance_target, read_scope
 from api.deps import ApiContext, get_ctx
@@ -25,9 +26,10 @@ from api.schemas_instances import (
     TaskInstancePage,
 )
 from core.errors import ValidationError
-from core.states import TASK_UNSTARTED, WorkflowState, values
+from core.states import WORKFLOW_TERMINAL, WorkflowState
 from db import children as q_children
 from db import control, runs
+from db.models import TaskInstance, WorkflowInstance
 
 log = logging.getLogger(__name__)
 
@@ -94,24 +96,18 @@ def get_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Insta
         children = q_children.children_of(s, subs) if subs else {}
         for t in detail.tasks:
             t.child_instance_id = children.get(t.id)
-    explain_waiting(ctx, detail.tasks)
+    explain_waiting(ctx, instance, tasks, detail)
     return detail
 
 
-def explain_waiting(ctx: ApiContext, tasks: list[TaskAttemptSummary]) -> None:
-    """Say why queued attempts are not running: no live worker in their group."""
-    queued = [t for t in tasks if t.state in UNSTARTED]
-    if not queued or not ctx.zk_connected():
+def explain_waiting(ctx: ApiContext, inst: WorkflowInstance, rows: list[TaskInstance],
+                    detail: InstanceDetail) -> None:  # fmt: skip
+    """``waiting_reason`` on every waiting task of a live instance (api/waiting.py)."""
+    if inst.state in WORKFLOW_TERMINAL:
         return
-    live: dict[str, int] = {}
-    for t in queued:
-        if t.worker_group not in live:
-            try:
-                live[t.worker_group] = len(ctx.zk.children(ctx.zk.paths.workers(t.worker_group)))
-            except (ValueError, KazooException):
-                live[t.worker_group] = -1
-        if live[t.worker_group] == 0:
-            t.waiting = f"no live worker in group {t.worker_group!r}"
+    zk = ctx.zk if ctx.zk_connected() else None
+    with ctx.session_factory() as s:
+        waiting.explain(s, zk, inst, rows, detail, ctx.settings.master.queue_high_water)
 
 
 @router.get(
