@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from kazoo.exceptions import KazooException
 from sqlalchemy.orm import Session
 
 from api import waiting
@@ -21,7 +20,6 @@ from api.schemas_instances import (
     InstanceDetail,
     InstancePage,
     InstanceSummary,
-    TaskAttemptSummary,
     TaskInstanceOut,
     TaskInstancePage,
 )
@@ -32,9 +30,6 @@ from db import control, runs
 from db.models import TaskInstance, WorkflowInstance
 
 log = logging.getLogger(__name__)
-
-# queued attempts that may be waiting for a live worker of their group
-UNSTARTED = frozenset(values(TASK_UNSTARTED))
 
 router = APIRouter(prefix="/instances", tags=["instances"], responses=ERROR_RESPONSES)
 
