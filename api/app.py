@@ -19,10 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import ui
-from api import metrics as api_metrics
 from api.auth import authenticate
 from api.auth_audit import AuditMiddleware
 from api.deps import ApiContext, get_ctx, resolve_token
+from api.metrics import install as install_metrics
 from api.routers import (
     alert_config,
     audit,
@@ -228,7 +228,7 @@ def create_app(
     app.add_middleware(AuditMiddleware, prefix=API_PREFIX)
     app.add_middleware(CatchAllMiddleware)
 
-    api_metrics.install(app, ctx)  # GET /metrics and the request timer (outermost)
+    install_metrics(app, ctx)  # GET /metrics and the request timer (outermost)
     app.include_router(_probes())
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate)])
     v1.include_router(transfer.router)  # before workflows: /workflows/import
