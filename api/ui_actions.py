@@ -51,8 +51,19 @@ def _refusal(instance_id: int, state: str, what: str, why: str) -> str:
     return f"cannot {what} instance {instance_id}: it is {state}; {why}"
 
 
-def instance_action(action: str, instance_id: int, state: WorkflowState) -> Allowed:
-    """The answer ``POST /instances/{id}/<action>`` would give for an instance in ``state``."""
+@dataclass(frozen=True)
+class Pending:
+    """The instance's command that no master has taken yet (``action``: what it asks for)."""
+
+    id: int
+    action: str
+
+
+def instance_action(
+    action: str, instance_id: int, state: WorkflowState, pending: Pending | None = None
+) -> Allowed:
+    """The answer ``POST /instances/{id}/<action>`` would give for an instance in ``state``
+    (a request that writes a command waits until ``pending`` has been taken)."""
     noop = _NO_OPS.get(action, {}).get(state)
     if noop is not None:
         return Allowed(False, f"instance {instance_id}: {noop}")
@@ -68,14 +79,22 @@ def instance_action(action: str, instance_id: int, state: WorkflowState) -> Allo
         why = "only a RUNNING instance can be paused"
         return Allowed(False, _refusal(instance_id, state, "pause", why))
     accepted, what, why = _COMMANDS[action]
-    if state in accepted:
-        return Allowed(True)
-    return Allowed(False, _refusal(instance_id, state, what, why))
+    if state not in accepted:
+        return Allowed(False, _refusal(instance_id, state, what, why))
+    if pending is not None:
+        return Allowed(
+            False,
+            f"cannot {what} instance {instance_id}: its {pending.action} request (command"
+            f" {pending.id}) is still waiting for a master; try again once it has been taken",
+        )
+    return Allowed(True)
 
 
-def instance_actions(instance_id: int, state: str) -> dict[str, Allowed]:
+def instance_actions(
+    instance_id: int, state: str, pending: Pending | None = None
+) -> dict[str, Allowed]:
     st = WorkflowState(state)
-    return {a: instance_action(a, instance_id, st) for a in INSTANCE_ACTIONS}
+    return {a: instance_action(a, instance_id, st, pending) for a in INSTANCE_ACTIONS}
 
 
 def task_action(

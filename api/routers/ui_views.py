@@ -154,7 +154,11 @@ def instance_view(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Inst
     """One instance with every attempt and the actions its state allows (refusals with the
     reason the request itself would answer)."""
     detail = get_instance(instance_id, ctx)
-    actions = ui_actions.instance_actions(detail.id, detail.state)
+    waiting_cmd = getattr(detail, "pending_command", None)
+    pending = (
+        ui_actions.Pending(int(waiting_cmd.id), str(waiting_cmd.action)) if waiting_cmd else None
+    )
+    actions = ui_actions.instance_actions(detail.id, detail.state, pending)
     refs = [ui_actions.AttemptRef(t.id, t.name, t.state, t.attempt) for t in detail.tasks]
     per_task = ui_actions.task_actions(refs)
     return InstanceView(
