@@ -211,8 +211,19 @@ def _sql(p: dict[str, Any], name: str, _b: Any, _n: Any, _t: Any, wf: DsWorkflow
         out["query"] = str(p["sqlType"]) == "0"
     if int(p.get("displayRows") or 0) > 0:
         out["max_rows"] = int(p["displayRows"])
-    if p.get("udfs") or p.get("sendEmail"):
-        wf.notes.append(f"{wf.name}: task '{name}': udfs/sendEmail are not mapped")
+    if p.get("sendEmail"):
+        out["send_email"] = True
+        if int(p.get("displayRows") or 0) > 0:
+            out["display_rows"] = int(p["displayRows"])
+        if p.get("title"):
+            out["email_title"] = str(p["title"])
+        if p.get("groupId"):
+            wf.notes.append(
+                f"{wf.name}: task '{name}': alert group id {p['groupId']} is not mapped (set"
+                " alert_group to a dagkeeper alert group's name)"
+            )
+    if p.get("udfs"):
+        wf.notes.append(f"{wf.name}: task '{name}': udfs are not mapped")
     return out
 
 

@@ -47,6 +47,10 @@ class Sql(BaseTask):
         query: bool | None = None,
         max_rows: int | None = None,
         output_first_row: bool | None = None,
+        send_email: bool | None = None,
+        display_rows: int | None = None,
+        email_title: str | None = None,
+        alert_group: str | None = None,
         **common: Unpack[Common],
     ) -> None:
         fields = {
@@ -57,6 +61,10 @@ class Sql(BaseTask):
             "query": query,
             "max_rows": max_rows,
             "output_first_row": output_first_row,
+            "send_email": send_email,
+            "display_rows": display_rows,
+            "email_title": email_title,
+            "alert_group": alert_group,
         }
         super().__init__(name, fields, **common)
 

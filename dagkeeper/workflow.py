@@ -47,6 +47,8 @@ class Workflow:
         execution_type: str | None = None,
         timeout_s: float | None = None,
         timeout_strategy: str | None = None,
+        alert_group: str | None = None,
+        warning_type: str | None = None,
         client: Client | None = None,
         parent: Workflow | None = None,
     ) -> None:
@@ -61,6 +63,8 @@ class Workflow:
                 ("execution_type", execution_type.upper() if execution_type else None),
                 ("timeout_s", timeout_s),
                 ("timeout_strategy", timeout_strategy.upper() if timeout_strategy else None),
+                ("alert_group", alert_group),
+                ("warning_type", warning_type.upper() if warning_type else None),
             )
             if v is not None
         }

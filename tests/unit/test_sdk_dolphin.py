@@ -82,6 +82,8 @@ def test_renamed_keys_strings_and_unmapped_details_are_reported() -> None:
     t = doc["taskDefinitionList"][0]
     t["taskParams"] = json.dumps(t["taskParams"] | {"resourceList": [{"id": 1}]})
     t.update(flag="NO", delayTime=5, timeoutNotifyStrategy="WARNFAILED")
+    sql = doc["taskDefinitionList"][3]["taskParams"]
+    sql.update(sendEmail=True, title="rows of the day", groupId=4)
     http = doc["taskDefinitionList"][2]["taskParams"]
     http.update(httpCheckCondition="BODY_NOT_CONTAINS")
     cond = doc["taskDefinitionList"][6]["taskParams"]
@@ -97,6 +99,8 @@ def test_renamed_keys_strings_and_unmapped_details_are_reported() -> None:
     (w,) = dolphin.convert([doc])
     by = tasks(w)
     assert by["extract"]["timeout_strategy"] == "WARN_FAILED"
+    assert (by["count"]["send_email"], by["count"]["display_rows"]) == (True, 10)
+    assert by["count"]["email_title"] == "rows of the day"
     assert by["wait_child"]["dependencies"]["groups"][0]["items"] == [
         {"workflow": "upstream_flow", "window": "today"}
     ]
@@ -107,6 +111,7 @@ def test_renamed_keys_strings_and_unmapped_details_are_reported() -> None:
         "task 'extract': resource files are not mapped",
         "task 'probe': httpCheckCondition BODY_NOT_CONTAINS is not mapped",
         "CONDITIONS task 'check': its test of upstream states is read as",
+        "task 'count': alert group id 4 is not mapped",
     ):
         assert expected in notes, notes
 

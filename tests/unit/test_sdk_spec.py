@@ -67,11 +67,14 @@ def test_a_task_outside_a_workflow_is_refused_with_the_reason() -> None:
 
 
 def test_every_task_type_makes_a_spec_the_server_accepts() -> None:
-    with Workflow("all_types", params={"day": "2026-01-02", "n": 3, "on": True}) as wf:
+    with Workflow(
+        "all_types", params={"day": "2026-01-02", "n": 3, "on": True}, warning_type="failure"
+    ) as wf:
         sh = Shell("sh", "echo ${day}", retries=2, retry_interval_s=5, priority="high",
                    worker_group="etl", task_group="wh", timeout_s=60, params={"k": 1})  # fmt: skip
         py = Python("py", "print(1)", interpreter="python3")
-        sql = Sql("sql", "warehouse", "SELECT 1", pre_statements=["SET x = 1"], max_rows=5)
+        sql = Sql("sql", "warehouse", "SELECT 1", pre_statements=["SET x = 1"], max_rows=5,
+                  send_email=True, display_rows=3, email_title="rows")  # fmt: skip
         proc = Procedure("proc", "warehouse", "etl.close_day", in_params={"d": "${day}"},
                          out_params={"closed": "integer"})  # fmt: skip
         http = Http("http", "https://hooks.example/x", method="post", body={"a": 1},
@@ -92,6 +95,8 @@ def test_every_task_type_makes_a_spec_the_server_accepts() -> None:
     assert spec["params"] == {"day": "2026-01-02", "n": "3", "on": "true"}
     assert by["sh"]["priority"] == "HIGH" and by["sh"]["params"] == {"k": "1"}
     assert by["http"]["method"] == "POST" and by["sub"]["workflow_id"] == 17
+    assert by["sql"]["send_email"] is True and by["sql"]["display_rows"] == 3
+    assert parsed.warning_type == "FAILURE"
     assert by["fan"]["targets"] == {"group": "g"} and by["fan"]["target_params"] == {
         "h1": {"who": "1"}
     }
