@@ -16,6 +16,8 @@ from kazoo.client import KazooClient
 from sqlalchemy import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
+# the shared helpers' asserts report their values like the tests' own
+pytest.register_assert_rewrite("support", "task_type_support", "sql_servers")
 import harness  # noqa: E402
 from support import Cluster, api_client  # noqa: E402
 

@@ -13,37 +13,26 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from task_type_support import create_typed_run, log_of, push, wait_rows
+from support import api_client
+from task_type_support import create_run, log_of, push, wait_rows
 
-from api.app import create_app
 from coord.zk import ZkClient
 from core.crypto import KEY_FILE, SecretBox
 from core.settings import Settings
-from db.engine import SessionFactory, make_engine, make_session_factory
+from db.engine import SessionFactory
 from ops.localserver import PostgresServer
 from worker.server import WorkerServer
-
-pytest_plugins = ["task_type_support"]  # the worker fixtures (start_worker, zk)
 
 TOKEN = "test-token-ds"
 SECRET = "s3cr3t-Pa55word!"
 
 
 @pytest.fixture
-def client(settings: Settings, db_url: str) -> Iterator[tuple[TestClient, SessionFactory]]:
-    s = settings.model_copy(deep=True)
-    s.api.token = TOKEN
-    engine = make_engine(db_url)
-    sf = make_session_factory(engine)
-    zk = ZkClient(s.zk, name="test-api")
-    zk.start()
-    try:
-        with TestClient(create_app(s, sf, zk)) as c:
-            c.headers["Authorization"] = f"Bearer {TOKEN}"
-            yield c, sf
-    finally:
-        zk.stop()
-        engine.dispose()
+def client(
+    settings: Settings, sf: SessionFactory, zk: ZkClient
+) -> Iterator[tuple[TestClient, SessionFactory]]:
+    with api_client(settings, sf, zk, TOKEN) as c:
+        yield c, sf
 
 
 def test_crud_and_password_is_write_only(
@@ -147,7 +136,7 @@ def test_password_never_in_task_logs_shipped_chunks_worker_logs_or_api(
             "database": database, "user": "postgres", "password": SECRET})  # fmt: skip
         assert r.status_code == 201 and SECRET not in r.text
     start_worker()
-    run = create_typed_run(sf, [
+    run = create_run(sf, [
         {"type": "SQL", "datasource": "good", "sql": "SELECT current_database() AS db"},
         {"type": "SQL", "datasource": "bad", "sql": "SELECT 1"},
     ])  # fmt: skip

@@ -3,7 +3,6 @@ nothing), read through the worker's log server (token, window, download) and the
 from the log directory refused by both; and, with real processes, a follow through the API that
 sees lines while the task writes and a log still served after its worker was killed -9."""
 
-# ruff: noqa: F811 - the fixtures of test_worker are imported, then requested by name
 from __future__ import annotations
 
 import http.client
@@ -17,18 +16,9 @@ import httpx
 from fastapi.testclient import TestClient
 from harness import Cluster
 from sqlalchemy import text
-from test_worker import (  # noqa: F401 - fixtures used by name below
-    create_run,
-    engine,
-    push,
-    rows,
-    sf,
-    start_worker,
-    wait_rows,
-    zk,
-)
+from support import api_client
+from task_type_support import create_run, push, rows, wait_rows
 
-from api.app import create_app
 from coord.zk import ZkClient
 from core.settings import Settings
 from core.tasklogs import resolve_token
@@ -52,17 +42,14 @@ def chunks_of(sf: SessionFactory, ti: int) -> list[Any]:
         )
 
 
-def api_client(
+def api_on(
     settings: Settings, sf: SessionFactory, zk: ZkClient, log_dir: Path | None = None
 ) -> TestClient:
     """The API on this machine (``log_dir`` None) or on another one (its own log dir)."""
-    s = settings.model_copy(deep=True)
-    s.api.token = "t"
     if log_dir is not None:
-        s.worker.log_dir, s.worker.host = str(log_dir), "another-host"
-    c = TestClient(create_app(s, sf, zk))
-    c.headers["Authorization"] = "Bearer t"
-    return c
+        settings = settings.model_copy(deep=True)
+        settings.worker.log_dir, settings.worker.host = str(log_dir), "another-host"
+    return api_client(settings, sf, zk)
 
 
 def raw_get(url: str, path: str, token: str | None) -> tuple[int, bytes]:
@@ -125,7 +112,7 @@ def test_logs_are_shipped_and_served_by_log_server_and_api(
     assert httpx.get(f"{url}/logs/{10**12}", headers=auth).status_code == 404
 
     # the API on another machine (another log dir): served from PostgreSQL
-    with api_client(settings, sf, zk, tmp_path / "elsewhere") as api:
+    with api_on(settings, sf, zk, tmp_path / "elsewhere") as api:
         body = api.get(f"/api/v1/task-instances/{small}/log").json()
         assert body == {"lines": ["one", "two", "three"], "next": 3, "complete": True,
                         "available": True}  # fmt: skip
@@ -214,7 +201,7 @@ def test_log_requests_that_try_to_escape_the_log_dir_are_refused(
         assert raw_get(url, f"/logs/{ti}/download", token)[0] == 403
     # the API refuses them too: reading its own log dir, or asking the worker's log server
     for log_dir in (None, tmp_path / "elsewhere"):
-        with api_client(settings, sf, zk, log_dir) as api:
+        with api_on(settings, sf, zk, log_dir) as api:
             for ti in (by_abs, by_dots, by_link):
                 for sub in ("log", "log/download"):
                     r = api.get(f"/api/v1/task-instances/{ti}/{sub}")
@@ -245,7 +232,7 @@ def test_follow_sees_lines_while_writing_and_log_outlives_a_killed_worker(
             {"name": "hang", "command": "echo before-the-kill; sleep 300", "depends_on": ["talk"]},
         ]
     )
-    talk = c.wait(lambda: _attempt(c, iid, "talk", "RUNNING"), 30, "talk RUNNING")
+    talk = c.wait(lambda: c.find_attempt(iid, "talk"), 30, "talk RUNNING")
 
     # follow through the API: lines arrive while the task still writes, the stream ends with it
     seen: list[tuple[str, str]] = []  # (line, state of the attempt when it arrived)
@@ -254,7 +241,7 @@ def test_follow_sees_lines_while_writing_and_log_outlives_a_killed_worker(
         with api.stream("GET", f"/task-instances/{talk.id}/log", params={"follow": "true"}) as r:
             assert r.status_code == 200
             for line in r.iter_lines():
-                seen.append((line, _state(c, talk.id)))
+                seen.append((line, c.task_state(talk.id)))
 
     reader = threading.Thread(target=follow)
     reader.start()
@@ -263,12 +250,12 @@ def test_follow_sees_lines_while_writing_and_log_outlives_a_killed_worker(
     reader.join(30 * timeout_scale)
     assert not reader.is_alive()
     assert [line for line, _ in seen] == [f"line {i}" for i in range(1, 21)]
-    assert _state(c, talk.id) == "SUCCESS"
+    assert c.task_state(talk.id) == "SUCCESS"
     api_log = c.procs["api"].log_path.read_text()
     assert "unreachable" not in api_log and "broke" not in api_log  # it was the live tail
 
     # kill -9 of the worker (and its task) while "hang" runs; its files are gone with it
-    hang = c.wait(lambda: _attempt(c, iid, "hang", "RUNNING"), 30, "hang RUNNING")
+    hang = c.wait(lambda: c.find_attempt(iid, "hang"), 30, "hang RUNNING")
     c.wait(lambda: c.one("SELECT count(*) FROM task_log_chunk WHERE task_instance_id = :i",
                          i=hang.id), 10, "hang's first line shipped")  # fmt: skip
     c.kill9("w1")
@@ -282,7 +269,7 @@ def test_follow_sees_lines_while_writing_and_log_outlives_a_killed_worker(
     # the running attempt of the dead worker: what was shipped, not complete until failed over
     body = api.get(f"/task-instances/{hang.id}/log").json()
     assert body["lines"] == ["before-the-kill"] and not body["complete"]
-    c.wait(lambda: _state(c, hang.id) == "NEED_FAULT_TOLERANCE", 30, "hang failed over")
+    c.wait(lambda: c.task_state(hang.id) == "NEED_FAULT_TOLERANCE", 30, "hang failed over")
     assert api.get(f"/task-instances/{hang.id}/log").json()["complete"]
 
 
@@ -291,11 +278,3 @@ def _up(api: httpx.Client) -> bool:
         return api.get("/cluster").status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def _attempt(c: Cluster, iid: int, name: str, state: str) -> Any:
-    return next((r for r in c.attempts(iid, name) if r.state == state), None)
-
-
-def _state(c: Cluster, ti: int) -> str:
-    return str(c.one("SELECT state FROM task_instance WHERE id = :i", i=ti))

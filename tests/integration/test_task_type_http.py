@@ -11,13 +11,11 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from task_type_support import create_typed_run, log_of, push, run_tasks, wait_rows
+from task_type_support import create_run, log_of, push, run_tasks, wait_rows
 
 from coord.zk import ZkClient
 from db.engine import SessionFactory
 from worker.server import WorkerServer
-
-pytest_plugins = ["task_type_support"]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -128,7 +126,7 @@ def test_http_kill_and_timeout_end_a_hanging_request(
     timeout_scale: float,
 ) -> None:
     w = start_worker(kill_grace_s=0.5)
-    run = create_typed_run(
+    run = create_run(
         sf,
         [
             {"type": "HTTP", "url": server + "/slow"},

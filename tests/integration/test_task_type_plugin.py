@@ -11,11 +11,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
+from support import api_client
 from task_type_support import log_of, run_tasks
 
 import worker.task_types as worker_types
-from api.app import create_app
 from coord.zk import ZkClient
 from core import task_types
 from core.errors import ValidationError
@@ -23,8 +22,6 @@ from core.settings import Settings
 from core.spec import parse_workflow_spec
 from db.engine import SessionFactory
 from worker.server import WorkerServer
-
-pytest_plugins = ["task_type_support"]
 
 PLUGIN_SRC = Path(__file__).resolve().parent.parent / "plugins" / "dk_echo_plugin"
 
@@ -65,10 +62,7 @@ def test_plugin_type_is_validated_and_runs_on_a_worker(
         parse_workflow_spec({"name": "w", "tasks": [{"name": "e", "type": "echo", "times": 99}]})
     assert "task 'e': message: is required" in e.value.message and "times" in e.value.message
 
-    s = settings.model_copy(deep=True)
-    s.api.token = "t"
-    with TestClient(create_app(s, sf, zk)) as c:
-        c.headers["Authorization"] = "Bearer t"
+    with api_client(settings, sf, zk) as c:
         ok = {"name": "wf", "tasks": [{"name": "e", "type": "ECHO", "message": "hi"}]}
         assert c.post("/api/v1/workflows", json=ok).status_code == 201
         bad = {"name": "wf2", "tasks": [{"name": "e", "type": "ECHO", "times": 2}]}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from task_type_support import (
-    create_typed_run,
+    create_run,
     gone,
     log_of,
     push,
@@ -23,8 +23,6 @@ from coord.zk import ZkClient
 from db.engine import SessionFactory
 from ops.localserver import wait_for
 from worker.server import WorkerServer
-
-pytest_plugins = ["task_type_support"]
 
 
 @pytest.fixture
@@ -91,7 +89,7 @@ def test_worker_python_setting_and_kill_reaches_children(
         f"p = subprocess.Popen(['sleep', '300'])\nopen({str(pids)!r}, 'w').write(str(p.pid))\n"
         "time.sleep(300)\n"
     )
-    run = create_typed_run(sf, [{"type": "PYTHON", "script": script}])
+    run = create_run(sf, [{"type": "PYTHON", "script": script}])
     push(zk, run)
     ti = run.task_ids[0]
     row = wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})[ti]

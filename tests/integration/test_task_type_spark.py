@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 from task_type_support import (
-    create_typed_run,
+    create_run,
     gone,
     log_of,
     push,
@@ -32,8 +32,6 @@ from core.settings import Settings
 from db.engine import SessionFactory
 from ops.localserver import wait_for
 from worker.server import WorkerServer
-
-pytest_plugins = ["task_type_support"]
 
 FAKE = """#!/bin/sh
 python3 -c 'import json, sys; print("ARGV " + json.dumps(sys.argv[1:]))' "$@"
@@ -102,9 +100,7 @@ def test_spark_submit_argv_from_fields_and_kill(
 
     # kill reaches spark-submit's children (the driver JVM in real life)
     pids = tmp_path / "pids"
-    run = create_typed_run(
-        sf, [{"type": "SPARK", "app": "x.py", "env": {"FAKE_SLEEP_PIDS": str(pids)}}]
-    )
+    run = create_run(sf, [{"type": "SPARK", "app": "x.py", "env": {"FAKE_SLEEP_PIDS": str(pids)}}])
     push(zk, run)
     ti = run.task_ids[0]
     wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})
@@ -181,7 +177,7 @@ def test_real_spark_word_count_in_local_mode(
         "spark = SparkSession.builder.getOrCreate()\nprint('SPARK-READY', flush=True)\n"
         "time.sleep(300)\n"
     )
-    run = create_typed_run(
+    run = create_run(
         sf,
         [{"type": "SPARK", "app": str(hold), "master": "local[1]",
           "conf": {"spark.ui.enabled": "false"}, "env": env}],

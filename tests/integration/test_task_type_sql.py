@@ -9,25 +9,44 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi.testclient import TestClient
 from sql_servers import MARIA_DB, MARIA_PASSWORD, MARIA_USER, Maria, add_datasource
 from sqlalchemy import create_engine, text
-from task_type_support import create_typed_run, log_of, push, run_tasks, wait_rows
+from support import api_client
+from task_type_support import create_run, log_of, push, run_tasks, wait_rows
 
-from api.app import create_app
 from coord.zk import ZkClient
 from core.settings import Settings
 from db.engine import SessionFactory
 from ops.localserver import PostgresServer, wait_for
 from worker.server import WorkerServer
 
-pytest_plugins = ["task_type_support", "sql_servers"]
+pytest_plugins = ["sql_servers"]
 
 PG_PASSWORD = "pg-Secret-991"
 
 
 def all_logs(got: dict[int, Any]) -> str:
     return "\n".join(log_of(r) for r in got.values())
+
+
+def kill_once_running(
+    sf: SessionFactory,
+    zk: ZkClient,
+    w: WorkerServer,
+    task: dict[str, Any],
+    sleeping: Callable[[], Any],
+    scale: float,
+) -> tuple[int, float]:
+    """Run ``task`` on ``w``; once ``sleeping()`` sees its statement on the database server, kill
+    the attempt. Its id and the monotonic time of the kill."""
+    run = create_run(sf, [task])
+    push(zk, run)
+    ti = run.task_ids[0]
+    wait_rows(sf, [ti], scale, states={"RUNNING"})
+    wait_for(sleeping, 10 * scale, interval=0.05, what="the statement running")
+    t0 = time.monotonic()
+    assert w.kill_task(ti)
+    return ti, t0
 
 
 def test_sql_and_procedure_on_postgresql(
@@ -40,10 +59,8 @@ def test_sql_and_procedure_on_postgresql(
     timeout_scale: float,
 ) -> None:
     # the datasource is made through the REST API: the API encrypts, the worker decrypts
-    s = settings.model_copy(deep=True)
-    s.api.token = "t"
-    with TestClient(create_app(s, sf, zk)) as c:
-        r = c.post("/api/v1/datasources", headers={"Authorization": "Bearer t"}, json={
+    with api_client(settings, sf, zk) as c:
+        r = c.post("/api/v1/datasources", json={
             "name": "pg", "kind": "POSTGRESQL", "host": "127.0.0.1", "port": pg_server.port,
             "database": target, "user": "postgres", "password": PG_PASSWORD})  # fmt: skip
         assert r.status_code == 201, r.text
@@ -111,10 +128,6 @@ def test_kill_cancels_a_long_postgresql_statement(
         settings, sf, "pg", "POSTGRESQL", pg_server.port, target, "postgres", PG_PASSWORD
     )
     w = start_worker(kill_grace_s=2)
-    run = create_typed_run(sf, [{"type": "SQL", "datasource": "pg", "sql": "SELECT pg_sleep(120)"}])
-    push(zk, run)
-    ti = run.task_ids[0]
-    wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})
 
     def sleeping() -> list[Any]:
         return pg_server.execute(
@@ -122,9 +135,8 @@ def test_kill_cancels_a_long_postgresql_statement(
             " AND query LIKE 'SELECT pg_sleep%%'", [target]
         )  # fmt: skip
 
-    wait_for(sleeping, 10 * timeout_scale, interval=0.05, what="pg_sleep running")
-    t0 = time.monotonic()
-    assert w.kill_task(ti)
+    task = {"type": "SQL", "datasource": "pg", "sql": "SELECT pg_sleep(120)"}
+    ti, t0 = kill_once_running(sf, zk, w, task, sleeping, timeout_scale)
     wait_for(lambda: not sleeping(), 5, interval=0.05, what="pg_sleep cancelled")
     elapsed = time.monotonic() - t0
     row = wait_rows(sf, [ti], timeout_scale, timeout=5)[ti]
@@ -180,20 +192,15 @@ def test_sql_and_procedure_on_mariadb(
     assert MARIA_PASSWORD not in all_logs(got) and "wrong" not in log_of(denied)
 
     # kill: KILL QUERY from a second connection ends SLEEP at once
-    run = create_typed_run(sf, [{**ds, "sql": "SELECT SLEEP(120)"}])
-    push(zk, run)
-    ti = run.task_ids[0]
-    wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})
-
     def sleeping() -> bool:
         with c.cursor() as cur:
             cur.execute("SELECT count(*) FROM information_schema.processlist"
                         " WHERE info LIKE 'SELECT SLEEP%'")  # fmt: skip
             return bool(cur.fetchone()[0])
 
-    wait_for(sleeping, 10 * timeout_scale, interval=0.05, what="SLEEP running")
-    t0 = time.monotonic()
-    assert w.kill_task(ti)
+    ti, t0 = kill_once_running(
+        sf, zk, w, {**ds, "sql": "SELECT SLEEP(120)"}, sleeping, timeout_scale
+    )
     wait_for(lambda: not sleeping(), 5, interval=0.05, what="SLEEP killed")
     assert wait_rows(sf, [ti], timeout_scale, timeout=5)[ti].state == "KILL"
     assert time.monotonic() - t0 < 5

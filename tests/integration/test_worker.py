@@ -9,174 +9,34 @@ import select
 import signal
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import psycopg2
-import pytest
-from kazoo.client import KazooClient
-from sqlalchemy import Engine, update
-from sqlalchemy import select as sa_select
+from sqlalchemy import update
 from sqlalchemy.engine import make_url
+from support import expire_session
+from task_type_support import (
+    Run,
+    create_run,
+    gone,
+    push,
+    read_text,
+    rows,
+    session_of,
+    wait_rows,
+)
 
-from coord.queue import QueueEntry, QueueKey, TaskQueue
 from coord.zk import ZkClient
 from core.settings import Settings
 from db.attempts_worker import Connections, finish_attempt, load_attempt, mark_running
-from db.engine import SessionFactory, make_engine, make_session_factory
-from db.models import TaskInstance, WorkflowDefinition, WorkflowInstance, WorkflowVersion
+from db.engine import SessionFactory, make_engine
+from db.models import TaskInstance
 from db.notify import CHANNEL_TASK
 from ops.localserver import free_port, wait_for
 from worker.executor import DB_BACKOFF_S
 from worker.server import WorkerServer
-
-TERMINAL = {"SUCCESS", "FAILURE", "KILL", "NEED_FAULT_TOLERANCE"}
-
-
-@dataclass
-class Run:
-    workflow_id: int
-    instance_id: int
-    task_ids: list[int]
-    groups: list[str]
-    priorities: list[int]
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    eng = make_engine(settings.db)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def sf(engine: Engine) -> SessionFactory:
-    return make_session_factory(engine)
-
-
-@pytest.fixture
-def zk(settings: Settings) -> Iterator[ZkClient]:
-    client = ZkClient(settings.zk, name="test-master")
-    client.start()
-    yield client
-    client.stop()
-
-
-@pytest.fixture
-def start_worker(settings: Settings) -> Iterator[Callable[..., WorkerServer]]:
-    """Start a WorkerServer serving in a thread; keyword arguments override worker settings."""
-    started: list[tuple[WorkerServer, threading.Event, threading.Thread]] = []
-
-    def start(engine: Engine | None = None, **worker: Any) -> WorkerServer:
-        s = settings.model_copy(update={"worker": settings.worker.model_copy(update=worker)})
-        w = WorkerServer(s, engine=engine)
-        w.start()
-        stop = threading.Event()
-        t = threading.Thread(target=w.serve_forever, args=(stop,), name=w.worker_id, daemon=True)
-        t.start()
-        started.append((w, stop, t))
-        return w
-
-    yield start
-    for w, stop, t in started:
-        stop.set()
-        w.stop(grace=0)
-        t.join(10)
-
-
-def create_run(sf: SessionFactory, tasks: list[str | dict[str, Any]], wf_priority: int = 2) -> Run:
-    """One definition + version + RUNNING instance + SUBMITTED attempts, as a master makes them."""
-    specs = [{"command": t} if isinstance(t, str) else dict(t) for t in tasks]
-    with sf.begin() as s:
-        wd = WorkflowDefinition(name=f"wf-{uuid.uuid4().hex[:12]}", latest_version=1)
-        s.add(wd)
-        s.flush()
-        body = {"name": wd.name, "tasks": [{"name": f"t{i}", **sp} for i, sp in enumerate(specs)]}
-        s.add(WorkflowVersion(workflow_id=wd.id, version=1, spec=body))
-        s.flush()
-        wfi = WorkflowInstance(
-            workflow_id=wd.id,
-            version=1,
-            state="RUNNING",
-            priority=wf_priority,
-            command_type="START_PROCESS",
-            owner="test-master",
-            owner_epoch=1,
-        )
-        s.add(wfi)
-        s.flush()
-        rows = []
-        for i, sp in enumerate(specs):
-            group = sp.pop("worker_group", "default")
-            pri = sp.pop("priority", 2)
-            spec = {"name": f"t{i}", "type": "SHELL", "worker_group": group, **sp}
-            spec.setdefault("env", {})
-            rows.append(
-                TaskInstance(
-                    workflow_instance_id=wfi.id,
-                    name=f"t{i}",
-                    type="SHELL",
-                    attempt=1,
-                    state="SUBMITTED",
-                    priority=pri,
-                    worker_group=group,
-                    spec=spec,
-                )
-            )
-        s.add_all(rows)
-        s.flush()
-        return Run(
-            wd.id,
-            wfi.id,
-            [r.id for r in rows],
-            [r.worker_group for r in rows],
-            [r.priority for r in rows],
-        )
-
-
-def push(zk: ZkClient, run: Run, wf_priority: int = 2) -> None:
-    entries = [
-        QueueEntry(g, QueueKey(wf_priority, run.instance_id, p, t))
-        for t, g, p in zip(run.task_ids, run.groups, run.priorities, strict=True)
-    ]
-    assert TaskQueue(zk.client, zk.paths).push(entries) == len(entries)
-
-
-def rows(sf: SessionFactory, ids: list[int]) -> dict[int, TaskInstance]:
-    with sf.begin() as s:
-        found = s.scalars(sa_select(TaskInstance).where(TaskInstance.id.in_(ids))).all()
-        return {r.id: r for r in found}
-
-
-def wait_rows(
-    sf: SessionFactory, ids: list[int], scale: float, states: set[str] = TERMINAL, timeout=30.0
-) -> dict[int, TaskInstance]:
-    def done() -> dict[int, TaskInstance]:
-        got = rows(sf, ids)
-        return got if all(r.state in states for r in got.values()) else {}
-
-    return wait_for(done, timeout * scale, interval=0.05, what=f"tasks {ids} in {states}")
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # nobody may reap it here
-    except psutil.NoSuchProcess:
-        return True
-
-
-def session_of(w: WorkerServer) -> ZkClient:
-    assert w.zk is not None
-    return w.zk
-
-
-def read_text(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
-
 
 # 1. one worker runs SHELL tasks
 
@@ -466,11 +326,7 @@ def test_session_loss_kills_tasks_and_reregisters(
     child = int(read_text(pids))
 
     # expire the worker's session: a second client on the same session closes it
-    sid, passwd = session_of(w).client.client_id
-    thief = KazooClient(hosts=settings.zk.hosts, client_id=(sid, passwd))
-    thief.start()
-    thief.stop()
-    thief.close()
+    expire_session(settings.zk.hosts, session_of(w).client.client_id)
 
     wait_for(lambda: w.epoch != old_epoch, 30 * timeout_scale, what="re-registered")
     assert w.zk is not None and session_of(w).session_id != old_session

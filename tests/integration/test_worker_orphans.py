@@ -3,7 +3,6 @@ outlived its worker is killed; groups of live workers, of other hosts and a pgid
 process we did not spawn are left alone. (The guardian is tested with real kill -9 in
 test_failover.)"""
 
-# ruff: noqa: F811 - the fixtures of test_worker are imported, then requested by name
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +14,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import update
-from test_worker import create_run, engine, sf, start_worker, zk  # noqa: F401 - fixtures
-from test_worker_signals import group_gone
+from support import group_gone
+from task_type_support import create_run
 
 from coord.zk import ZkClient
 from core.settings import Settings

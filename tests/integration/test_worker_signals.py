@@ -1,44 +1,21 @@
 """Kill requests through ``<signals>/<worker id>`` znodes and the timeout strategies (FAILED, WARN,
 WARN_FAILED), against a real worker, PostgreSQL and ZooKeeper. The tests play the master."""
 
-# ruff: noqa: F811 - the fixtures of test_worker are imported, then requested by name
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 from sqlalchemy import text
-from test_worker import (  # noqa: F401 - fixtures used by name below
-    create_run,
-    engine,
-    push,
-    read_text,
-    rows,
-    sf,
-    start_worker,
-    wait_rows,
-    zk,
-)
+from support import group_gone
+from task_type_support import create_run, push, read_text, wait_rows
 
 from coord import signals
 from coord.zk import ZkClient
 from db.engine import SessionFactory
 from ops.localserver import wait_for
 from worker.server import WorkerServer
-
-
-def group_gone(pgid: int) -> bool:
-    """No live (non-zombie) process is left in process group ``pgid``."""
-    for p in psutil.process_iter(["status"]):
-        try:
-            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
-                return False
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return True
 
 
 def alerts(sf: SessionFactory) -> list[tuple[str, str, dict[str, object], int | None]]:
