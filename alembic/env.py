@@ -27,7 +27,9 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = create_engine(_url(), poolclass=pool.NullPool)
+    # the password (from a file) and TLS options beside the URL (``dagkeeper migrate``)
+    connect_args = config.attributes.get("connect_args") or {}
+    engine = create_engine(_url(), poolclass=pool.NullPool, connect_args=connect_args)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata)
         with context.begin_transaction():

@@ -1,6 +1,6 @@
 """The ZooKeeper client wrapper: connection with session state events that never block, epoch-
-bearing ephemeral registration (the epoch, from PostgreSQL, is in the znode's data), and helpers
-shared by masters and workers."""
+bearing ephemeral registration (the epoch, from PostgreSQL, is in the znode's data), the
+namespace's digest ACLs, and helpers shared by masters and workers."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from kazoo.exceptions import (
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.recipe.watchers import ChildrenWatch
 from kazoo.retry import KazooRetry
+from kazoo.security import ACL, make_digest_acl
 
 from core.errors import CoordinationUnavailable
 from core.settings import ZkSettings
@@ -51,6 +52,24 @@ def zk_errors(actor: str) -> Iterator[None]:
         ) from exc
 
 
+def acl_options(zk: ZkSettings) -> dict[str, Any]:
+    """KazooClient keywords for the namespace's digest ACL (``auth_data`` and ``default_acl``:
+    every znode a client creates is then readable and writable with the credentials only); no
+    keywords when the settings carry no credentials."""
+    creds = zk.digest_auth()
+    if creds is None:
+        return {}
+    user, password = creds
+    return {
+        "auth_data": [("digest", f"{user}:{password}")],
+        "default_acl": [make_digest_acl(user, password, all=True)],
+    }
+
+
+def _same_acl(current: list[ACL], wanted: list[ACL]) -> bool:
+    return sorted(map(repr, current)) == sorted(map(repr, wanted))
+
+
 class ZkClient:
     """A KazooClient plus a queue of session events; callbacks only enqueue, never block."""
 
@@ -65,6 +84,7 @@ class ZkClient:
             timeout=zk.session_timeout_s,
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0),
             command_retry=KazooRetry(max_tries=3, delay=0.05, max_delay=0.5),
+            **acl_options(zk),
         )
         self.client.add_listener(self._on_state)
         self._suspended_timer: threading.Timer | None = None
@@ -119,8 +139,37 @@ class ZkClient:
             log.debug("%s: error while closing ZooKeeper client", self.name, exc_info=True)
 
     def ensure_roots(self) -> None:
+        self.client.ensure_path(self.paths.root)
+        self.secure_namespace()
         for path in self.paths.all_roots():
             self.client.ensure_path(path)
+
+    def secure_namespace(self) -> int:
+        """With ACLs on, a namespace created before them (its root is open) gets the digest ACL
+        on every znode under the root, once; returns how many znodes were changed."""
+        wanted = self.client.default_acl
+        root = self.paths.root
+        if not wanted or root == "/":
+            return 0
+        current, _ = self.client.get_acls(root)
+        if _same_acl(current, wanted):
+            return 0
+        changed, todo = 0, [root]
+        while todo:
+            path = todo.pop()
+            try:
+                self.client.set_acls(path, wanted)
+                todo.extend(f"{path}/{c}" for c in self.client.get_children(path))
+                changed += 1
+            except NoNodeError:
+                continue
+        log.warning(
+            "%s: ZooKeeper namespace %s was open; digest ACL set on %d znode(s)",
+            self.name,
+            root,
+            changed,
+        )
+        return changed
 
     @property
     def session_id(self) -> int:

@@ -85,10 +85,18 @@ def get_by_name(s: Session, name: str) -> Datasource | None:
 
 
 def list_page(
-    s: Session, limit: int, offset: int, kind: str | None = None
+    s: Session,
+    limit: int,
+    offset: int,
+    kind: str | None = None,
+    projects: list[str] | None = None,
 ) -> tuple[list[Datasource], int]:
+    """Datasources by id; ``projects`` (None = all) limits them to those projects'."""
     q = select(Datasource)
     count = select(func.count()).select_from(Datasource)
+    if projects is not None:
+        q = q.where(Datasource.project.in_(projects))
+        count = count.where(Datasource.project.in_(projects))
     if kind:
         q = q.where(Datasource.kind == kind)
         count = count.where(Datasource.kind == kind)

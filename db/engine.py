@@ -25,6 +25,8 @@ def make_engine(
     size = pool_size or (5 if isinstance(db, str) else db.pool_size)
     return create_engine(
         url,
+        # the password (from its file) and TLS options beside the URL: never in a URL or a log
+        connect_args={} if isinstance(db, str) else db.connect_args(),
         pool_size=size,
         max_overflow=size,
         pool_pre_ping=pre_ping,

@@ -45,15 +45,17 @@ def cmd_api(_: argparse.Namespace) -> int:
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
+    from ops.bootstrap import ensure_admin
     from ops.migrate import upgrade_head
 
     settings = _settings()
     try:
-        upgrade_head(settings.db.url)
+        upgrade_head(settings.db)
+        print("dagkeeper migrate: schema is at the newest revision")
+        ensure_admin(settings, lambda line: print(f"dagkeeper migrate: {line}"))
     except Exception as exc:  # report, never a stack trace, for an operator command
         print(f"dagkeeper migrate: failed: {exc}", file=sys.stderr)
         return 1
-    print("dagkeeper migrate: schema is at the newest revision")
     return 0
 
 

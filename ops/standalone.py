@@ -25,6 +25,7 @@ from core.errors import ChildDied, ConfigError
 from core.logs import setup_logging
 from core.settings import Settings
 from core.states import WORKFLOW_TERMINAL, TaskState, WorkflowState
+from ops.bootstrap import announce_admin, secure_zookeeper
 from ops.localserver import LOOPBACK, PostgresServer, ZookeeperServer, tail
 
 log = logging.getLogger(__name__)
@@ -157,10 +158,12 @@ class Standalone:
         if self.zk is not None:
             self.zk.start(timeout=STARTUP_TIMEOUT_S)
             zk_hosts = self.zk.hosts
+            secure_zookeeper(self.settings, self.data)
         from ops.migrate import upgrade_head  # alembic: imported only when needed
 
         upgrade_head(db_url)
         log.info("standalone: schema migrated to head")
+        announce_admin(self.settings, db_url)  # the first admin's token, printed once
         return db_url, zk_hosts
 
     def start_daemons(self, env: dict[str, str]) -> None:

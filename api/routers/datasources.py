@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 
-from api.auth_scope import authorize, body_project_target, datasource_target
+from api.auth import Principal
+from api.auth_scope import authorize, body_project_target, datasource_target, read_scope
 from api.deps import ApiContext, get_ctx
 from api.schemas import ERROR_RESPONSES, DbId, Limit, Offset
 from api.schemas_datasources import DatasourceIn, DatasourceOut, DatasourcePage, DatasourceUpdate
@@ -76,10 +77,12 @@ def list_datasources(
     limit: Limit = 100,
     offset: Offset = 0,
     kind: str | None = Query(default=None, pattern="^(POSTGRESQL|MYSQL)$"),
+    me: Principal = Depends(authorize("read")),
     ctx: ApiContext = Depends(get_ctx),
 ) -> Any:
+    """Datasources of the caller's projects by id; ``kind`` filters."""
     with ctx.session_factory() as s:
-        items, total = datasources.list_page(s, limit, offset, kind)
+        items, total = datasources.list_page(s, limit, offset, kind, projects=read_scope(me))
         return DatasourcePage(items=[DatasourceOut.from_row(d) for d in items], total=total)
 
 

@@ -1,5 +1,6 @@
 """SHELL tasks: the command goes into a script file in the attempt's working directory and runs as
-``bash <file>`` in its own process group."""
+``bash <file>`` in its own process group, as the OS user its project names (tenancy, see
+``run_as``) or the worker's own."""
 
 from __future__ import annotations
 
@@ -7,9 +8,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from worker.task_types import TaskType, register
+from db.projects import RunAs, run_as_of_workflow
+from worker.task_types import TaskType, current_context, register
+from worker.task_types import run_as as tenancy
 
 SCRIPT_NAME = "task.sh"
+
+
+def _project_users(workflow_id: int) -> RunAs | None:
+    """The OS users the workflow's project grants (None without a database: no tenancy)."""
+    ctx = current_context()
+    if ctx is None or ctx.engine is None:
+        return None
+    with ctx.engine.connect() as conn:
+        return run_as_of_workflow(conn, workflow_id)
 
 
 @register
@@ -23,7 +35,15 @@ class ShellTask(TaskType):
         command = spec.get("command")
         if not isinstance(command, str) or not command.strip():
             raise ValueError("a SHELL task needs a non-empty 'command'")
+        ctx = current_context()
+        allowed = ctx.settings.worker.run_as_users if ctx is not None else []
+        choice = tenancy.resolve(spec, env, allowed, _project_users)
+        if choice.refusal:
+            raise ValueError(choice.refusal)
         script = workdir / SCRIPT_NAME
         text = command if command.endswith("\n") else command + "\n"
         script.write_text(text, encoding="utf-8")
-        return ["bash", str(script)]
+        argv = ["bash", str(script)]
+        if choice.user is None:
+            return argv
+        return tenancy.switch_argv(choice.user, argv, env, workdir, [script])
