@@ -121,13 +121,13 @@ class SessionKeeper:
         killed = {g: t for lapse in lapses for g, t in lapse.groups.items()}
         self.log.error(
             "the worker daemon did not run for %.1fs, past its watchdog deadline: the watchdog "
-            "killed tasks %s (process groups %s); %d attempts fenced: reported "
+            "killed tasks %s (process groups %s)%s; fenced, they are reported "
             "NEED_FAULT_TOLERANCE if the session (epoch %d) survived, else left to the masters' "
             "failover",
             silence,
             sorted(killed.values()),
             sorted(killed),
-            held,
+            f", and the {held} attempts still held are fenced too" if held else "",
             self.epoch,
         )
         return f"frozen for {silence:.1f}s: the watchdog killed {len(killed)} tasks"

@@ -1,6 +1,10 @@
 """Process-level test harness: masters and workers as real ``dagkeeper`` child processes (kill -9,
 SIGSTOP/SIGCONT, restart), workflows submitted through PostgreSQL, tasks that append their
-(instance, task, attempt, start, end, worker) to a side-effect file, and the invariant checks."""
+(instance, task, attempt, start, end, worker) to a side-effect file, and the invariant checks.
+
+Each task also writes a start line (and, with ``tick_s``, a line every ``tick_s`` while it runs)
+to a life file, so that the overlap check covers a killed attempt too: it lived until its last
+line, and the next attempt of its task must start after that."""
 
 from __future__ import annotations
 
@@ -40,7 +44,8 @@ class Proc:
     log_path: Path
     popen: subprocess.Popen[bytes] | None = None
     stopped: bool = False
-    frozen_tasks: list[int] = field(default_factory=list)
+    frozen_tasks: list[int] = field(default_factory=list)  # the guardian's group included
+    frozen_guardian: int | None = None
 
     @property
     def pid(self) -> int:
@@ -63,6 +68,18 @@ class SideRecord:
     worker: str
 
 
+@dataclass(frozen=True)
+class LifeRecord:
+    """A sign of life of an attempt: its start line or one of its ticks."""
+
+    instance_id: int
+    task_instance_id: int
+    name: str
+    attempt: int
+    at_ns: int
+    worker: str
+
+
 class Cluster:
     """N masters and M workers as child processes sharing one database and znode root."""
 
@@ -74,6 +91,7 @@ class Cluster:
         zk_root: str,
         timeout_scale: float = 1.0,
         session_timeout_s: int = 4,
+        tick_s: float | None = None,
     ) -> None:
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
@@ -85,6 +103,9 @@ class Cluster:
         self.session_timeout_s = session_timeout_s
         self.side_file = self.base / "side-effects.log"
         self.side_file.touch()
+        self.life_file = self.base / "side-life.log"
+        self.life_file.touch()
+        self.tick_s = tick_s  # None: a start line only
         self.procs: dict[str, Proc] = {}
         self.engine = make_engine(DbSettings(url=db_url, managed=False), pool_size=2)
         self.sf = make_session_factory(self.engine)
@@ -163,6 +184,16 @@ class Cluster:
         except psutil.NoSuchProcess:
             return []
 
+    def guardian_pid(self, name: str) -> int | None:
+        """Pid of a worker's guardian: the daemon's child running worker/guardian.py."""
+        try:
+            for child in psutil.Process(self.procs[name].pid).children():
+                if any(arg.endswith("guardian.py") for arg in child.cmdline()):
+                    return int(child.pid)
+        except psutil.Error:
+            pass
+        return None
+
     def kill9(self, name: str, with_tasks: bool = True) -> None:
         """SIGKILL the daemon; ``with_tasks`` also its task process groups (a host crash)."""
         p = self.procs[name]
@@ -179,32 +210,40 @@ class Cluster:
         self._note(p, "kill -9")
 
     def sigstop(self, name: str, with_tasks: bool = False) -> None:
-        """Freeze the daemon (``with_tasks``: its task process groups too, a frozen host)."""
+        """Freeze the daemon (``with_tasks``: its guardian and task process groups too, a frozen
+        host: the whole process tree)."""
         p = self.procs[name]
         os.kill(p.pid, signal.SIGSTOP)
         p.stopped = True
         if with_tasks:
+            p.frozen_guardian = self.guardian_pid(name)
             p.frozen_tasks = self.task_pids(name)
             for g in p.frozen_tasks:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(g, signal.SIGSTOP)
         self._note(p, "SIGSTOP")
 
-    def sigcont(self, name: str, task_grace_s: float = 2.0) -> None:
-        """Thaw the daemon first; frozen tasks are thawed only after it had ``task_grace_s`` to
-        kill them (a worker whose session expired kills its tasks at once)."""
+    def sigcont(self, name: str, task_grace_s: float = 2.0, first: str = "daemon") -> None:
+        """Thaw a frozen worker. ``first`` = "daemon" (or "guardian"): that one first; the
+        tasks of a frozen tree only after it had ``task_grace_s`` to kill them, then the rest.
+        "tasks": every task, then the guardian, then the daemon, at once (the one order no
+        watchdog can win against a task about to write)."""
         p = self.procs[name]
-        os.kill(p.pid, signal.SIGCONT)
-        p.stopped = False
-        self._note(p, "SIGCONT")
-        if p.frozen_tasks:
+        guardian = [p.frozen_guardian] if p.frozen_guardian is not None else []
+        tasks = [g for g in p.frozen_tasks if g not in guardian]
+        order = {"daemon": [p.pid], "guardian": guardian, "tasks": tasks}[first]
+        for pgid in order:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGCONT)  # the daemon and the guardian lead their groups
+        if first != "tasks":
             deadline = time.monotonic() + task_grace_s * self.scale
-            while time.monotonic() < deadline and any(_alive(g) for g in p.frozen_tasks):
+            while time.monotonic() < deadline and any(group_alive(g) for g in tasks):
                 time.sleep(0.05)
-            for g in p.frozen_tasks:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(g, signal.SIGCONT)
-            p.frozen_tasks = []
+        for pgid in [p.pid, *guardian, *tasks]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGCONT)
+        p.stopped, p.frozen_tasks, p.frozen_guardian = False, [], None
+        self._note(p, f"SIGCONT ({first} first)")
 
     def terminate(self, name: str, timeout: float = 20.0) -> None:
         p = self.procs[name]
@@ -265,13 +304,25 @@ class Cluster:
     # workflows -------------------------------------------------------------------------------
     def task(self, body: str) -> str:
         """A SHELL command running ``body`` that appends its record to the side-effect file once
-        ``body`` has finished (a killed task leaves no record)."""
-        rec = (
+        ``body`` has finished (a killed task leaves no record), and its start line (and ticks)
+        to the life file."""
+        who = (
             "$DAGKEEPER_WORKFLOW_INSTANCE_ID $DAGKEEPER_TASK_INSTANCE_ID $DAGKEEPER_TASK_NAME"
-            " $DAGKEEPER_ATTEMPT $s $e $DAGKEEPER_WORKER_ID"
+            " $DAGKEEPER_ATTEMPT"
         )
+        rec = f"{who} $s $e $DAGKEEPER_WORKER_ID"
         side = shlex.quote(str(self.side_file))
-        return f's=$(date +%s%N); {body}; rc=$?; e=$(date +%s%N); echo "{rec}" >> {side}; exit $rc'
+        alive = f'echo "{who} ${{EPOCHREALTIME/[.,]/}}000 $DAGKEEPER_WORKER_ID" >> {self.life_file}'
+        life = f"{alive}; "
+        if self.tick_s:  # a ticker in the task's group, dying with it or with the task's end
+            life += (
+                f"(while kill -0 $$ 2>/dev/null; do sleep {self.tick_s}; {alive}; done)"
+                " >/dev/null 2>&1 & dk_tick=$!; trap 'kill $dk_tick 2>/dev/null' EXIT; "
+            )
+        return (
+            f's=$(date +%s%N); {life}{body}; rc=$?; e=$(date +%s%N); echo "{rec}" >> {side};'
+            " exit $rc"
+        )
 
     def submit(self, tasks: list[dict[str, Any]], name: str | None = None, **spec: Any) -> int:
         """Create a workflow of ``tasks`` (``command`` = body wrapped by ``task``; a task without
@@ -389,6 +440,15 @@ class Cluster:
             out.append(SideRecord(int(iid), int(tid), name, int(att), int(s), int(e), w))
         return out
 
+    def life_records(self) -> list[LifeRecord]:
+        out = []
+        for line in self.life_file.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 6:
+                iid, tid, name, att, at, w = parts
+                out.append(LifeRecord(int(iid), int(tid), name, int(att), int(at), w))
+        return out
+
     def doctor(self) -> tuple[int, str]:
         env = self._env("doctor", "doctor", {})
         res = subprocess.run(
@@ -462,18 +522,31 @@ class Cluster:
         assert not bad, "\n".join(bad) + "\n" + self.logs()
 
     def check_overlaps(self) -> list[str]:
-        by_task: dict[tuple[int, str], list[SideRecord]] = {}
-        for r in self.side_records():
-            by_task.setdefault((r.instance_id, r.name), []).append(r)
+        """Two attempts of a task never ran at once: each lived from its start to its end record
+        or, killed, to its last line in the life file (within ``tick_s`` of its death), and the
+        next one started after that."""
+        spans: dict[int, list[Any]] = {}  # task instance id -> [iid, name, attempt, worker,
+        for r in self.side_records():  # start, until, ended]
+            spans[r.task_instance_id] = [r.instance_id, r.name, r.attempt, r.worker]
+            spans[r.task_instance_id] += [r.start_ns, r.end_ns, True]
+        for life in self.life_records():
+            span = spans.setdefault(
+                life.task_instance_id,
+                [life.instance_id, life.name, life.attempt, life.worker, life.at_ns, 0, False],
+            )
+            span[4], span[5] = min(span[4], life.at_ns), max(span[5], life.at_ns)
+        by_task: dict[tuple[int, str], list[list[Any]]] = {}
+        for span in spans.values():
+            by_task.setdefault((span[0], span[1]), []).append(span)
         bad = []
-        for (iid, name), recs in by_task.items():
-            recs.sort(key=lambda r: r.start_ns)
-            for a, b in zip(recs, recs[1:], strict=False):
-                if b.start_ns < a.end_ns:
+        for (iid, name), runs in by_task.items():
+            runs.sort(key=lambda s: s[4])
+            for a, b in zip(runs, runs[1:], strict=False):
+                if b[4] < a[5]:
                     bad.append(
-                        f"instance {iid} task {name}: attempt {a.attempt} on {a.worker} and"
-                        f" attempt {b.attempt} on {b.worker} overlapped by"
-                        f" {(a.end_ns - b.start_ns) / 1e9:.3f}s"
+                        f"instance {iid} task {name}: attempt {a[2]} on {a[3]}"
+                        f"{'' if a[6] else ' (killed)'} and attempt {b[2]} on {b[3]} overlapped"
+                        f" by {(a[5] - b[4]) / 1e9:.3f}s"
                     )
         return bad
 

@@ -1,8 +1,10 @@
 """Chaos: a 3-node ZooKeeper ensemble, 3 masters, 3 workers and a workload of random DAGs, while
-a seeded schedule kills -9 masters and workers, freezes workers past the session timeout, kills
-the ZooKeeper leader and restarts PostgreSQL. Then every invariant must hold and doctor must find
-the cluster clean. Reproduce a run with DAGKEEPER_CHAOS_SEED=<seed>; size it with
-DAGKEEPER_CHAOS_WORKFLOWS / _TASKS / _FAULTS, or DAGKEEPER_CHAOS_SOAK=1 (40 x 20, 16 faults)."""
+a seeded schedule kills -9 masters and workers, freezes workers past the session timeout (the
+whole host, or the worker daemon only while its tasks go on), kills the ZooKeeper leader and
+restarts PostgreSQL. Then every invariant must hold (no two attempts of a task ever ran at once,
+a killed one included) and doctor must find the cluster clean. Reproduce a run with
+DAGKEEPER_CHAOS_SEED=<seed>; size it with DAGKEEPER_CHAOS_WORKFLOWS / _TASKS / _FAULTS, or
+DAGKEEPER_CHAOS_SOAK=1 (40 x 20, 16 faults)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,15 @@ from ops.localserver import PostgresServer, ZookeeperEnsemble
 SESSION_S = 4
 MASTERS = ("m1", "m2", "m3")
 WORKERS = ("w1", "w2", "w3")
-KINDS = ("kill_master", "kill_worker", "freeze_worker", "kill_zk_leader", "restart_db")
+KINDS = (
+    "kill_master",
+    "kill_worker",
+    "freeze_worker",  # the whole host: daemon, guardian and tasks
+    "freeze_worker_daemon",  # the daemon only (a GC pause, a debugger): its tasks go on
+    "kill_zk_leader",
+    "restart_db",
+)
+TICK_S = 0.25  # a running task's sign of life: a killed attempt lived until its last tick
 SOAK = os.environ.get("DAGKEEPER_CHAOS_SOAK", "") not in ("", "0")
 # (workflows, tasks per workflow, faults): the CI run takes a few minutes, the soak longer
 DEFAULTS = (40, 20, 16) if SOAK else (15, 8, 6)
@@ -57,7 +67,7 @@ def schedule(rng: random.Random, n: int) -> list[Fault]:
             victim, down = rng.choice(MASTERS), rng.uniform(1.0, 4.0)
         elif kind == "kill_worker":
             victim, down = rng.choice(WORKERS), rng.uniform(1.0, 4.0)
-        elif kind == "freeze_worker":
+        elif kind in ("freeze_worker", "freeze_worker_daemon"):
             victim, down = rng.choice(WORKERS), SESSION_S + rng.uniform(1.0, 3.0)
         elif kind == "restart_db":
             # a fast shutdown, or a crash (kill -9 of the whole server, then crash recovery)
@@ -70,16 +80,19 @@ def schedule(rng: random.Random, n: int) -> list[Fault]:
 
 
 def workload(rng: random.Random, n_workflows: int, n_tasks: int) -> list[list[dict[str, object]]]:
-    """Random DAGs: task i depends on up to two earlier tasks; each sleeps 0.5-2.5 s."""
+    """Random DAGs: task i depends on up to two earlier tasks; each sleeps 0.5-2.5 s, or one in
+    six 5-8 s (so that a frozen daemon's tasks are still running when their re-runs start)."""
     flows = []
     for _ in range(n_workflows):
         tasks: list[dict[str, object]] = []
         for i in range(n_tasks):
             deps = sorted(rng.sample(range(i), k=min(i, rng.randint(0, 2))))
+            long = rng.random() < 1 / 6
+            secs = rng.uniform(5.0, 8.0) if long else rng.uniform(0.5, 2.5)
             tasks.append(
                 {
                     "name": f"t{i}",
-                    "command": f"sleep {rng.uniform(0.5, 2.5):.2f}",
+                    "command": f"sleep {secs:.2f}",
                     "depends_on": [f"t{d}" for d in deps],
                 }
             )
@@ -114,7 +127,9 @@ def test_chaos(
     rng = random.Random(seed)
     faults = schedule(rng, n_faults)
     flows = workload(rng, n_wf, n_tasks)
-    c = Cluster(server_root / "chaos", db_url, ensemble.hosts, zk_root, timeout_scale, SESSION_S)
+    c = Cluster(
+        server_root / "chaos", db_url, ensemble.hosts, zk_root, timeout_scale, SESSION_S, TICK_S
+    )
     failed = request.session.testsfailed
     try:
         for m in MASTERS:
@@ -161,6 +176,15 @@ def apply(c: Cluster, ens: ZookeeperEnsemble, pg: PostgresServer, f: Fault, scal
         c.sigstop(f.victim, with_tasks=True)
         time.sleep(f.down_s)
         c.sigcont(f.victim)
+    elif f.kind == "freeze_worker_daemon":
+        # its guardian kills the tasks at the watchdog deadline, before the session can expire
+        # and the masters start them elsewhere; the overlap check (ticks) shows it if not
+        c.sigstop(f.victim)
+        time.sleep(f.down_s)
+        c.sigcont(f.victim)
+        said = c.procs[f.victim].log_path.read_text().splitlines()
+        for line in [x for x in said if "no beat from the worker" in x][-1:]:
+            print(f"    {f.victim}: ...{line[line.index('no beat') :][:160]}")
     elif f.kind == "restart_db":
         if f.victim == "crash":
             pg.kill9()
