@@ -174,6 +174,10 @@ export function InstancePage({ id }) {
       const t = got.latest;
       return { state: t.state, attempts: got.attempts, note: TASK_TERMINAL.has(t.state) ? t.reason || '' : whyWaiting(t) };
     }
+    const told = (inst.not_started || []).find((t) => t.name === name);
+    if (told && told.waiting_reason) {
+      return { state: NOT_STARTED, attempts: 0, note: told.waiting_reason.message };
+    }
     const task = spec && spec.tasks.find((t) => t.name === name);
     const blocking = ((task && task.depends_on) || []).filter((u) => {
       const up = latest.get(u);
@@ -230,7 +234,12 @@ export function InstancePage({ id }) {
         <p class="small">Sub-process of <Link href={`/ui/instances/${parent.workflow_instance_id}`}>instance #{parent.workflow_instance_id}</Link> (task {parent.name})</p>
       ) : null}
       {inst.reason ? <p class={active ? 'why' : 'reason'} data-why="instance">{inst.reason}</p> : null}
-      {inst.pending_command ? <p class="notice">Waiting for a master to take: {typeof inst.pending_command === 'object' ? inst.pending_command.type || JSON.stringify(inst.pending_command) : String(inst.pending_command)}</p> : null}
+      {inst.pending_command ? (
+        <p class="notice" data-pending={inst.pending_command.action}>
+          The {inst.pending_command.action} request (command {inst.pending_command.id}) waits for a
+          master to take it{inst.pending_command.created_at ? ` (asked ${time(inst.pending_command.created_at)})` : ''}.
+        </p>
+      ) : null}
       <div class="buttons actions" role="toolbar" aria-label="instance actions">
         {ACTIONS.map(([name, label, danger]) => (
           <ActionButton key={name} name={name} label={label} danger={danger} allow={view.actions[name]}
