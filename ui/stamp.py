@@ -54,7 +54,9 @@ def problems() -> list[str]:
     now = current()
     out = []
     if stamp.get("sources") != now["sources"]:
-        out.append("ui/ sources changed since the bundle was built: cd ui && npm ci && npm run build")
+        out.append(
+            "ui/ sources changed since the bundle was built: cd ui && npm ci && npm run build"
+        )
     if stamp.get("bundle") != now["bundle"]:
         out.append("api/static/ui/ was changed by hand: rebuild it (cd ui && npm run build)")
     return out
