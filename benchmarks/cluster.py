@@ -24,6 +24,8 @@ from kazoo.exceptions import NoNodeError
 from sqlalchemy import Engine, create_engine, text
 
 from benchmarks.util import DB_NAME, progress
+from coord.zk import acl_options
+from core.settings import ZkSettings
 from core.zk_paths import ZkPaths
 from ops.localserver import PostgresServer, ZookeeperServer, free_port, tail, wait_for
 
@@ -94,6 +96,10 @@ class Cluster:
         self.api_port = free_port()
         self.token = secrets.token_urlsafe(24)
         self.data_dir = root / "data"
+        # the namespace has a digest ACL, as in production: the daemons read the password
+        # from a 0600 file, the harness's own client authenticates with it
+        self.zk_password = secrets.token_urlsafe(24)
+        self.zk_password_file = root / "zk-password"
         self.logs = root / "daemons"
         self.zk_root = ZK_ROOT
         self.paths = ZkPaths(ZK_ROOT)
@@ -114,7 +120,12 @@ class Cluster:
         self.pg.wait_ready(90)
         self.zk.wait_ready(90)
         self._fresh_database()
-        self.kz = KazooClient(hosts=self.zk.hosts, timeout=10.0)
+        secret = self.zk_password_file
+        secret.parent.mkdir(parents=True, exist_ok=True)
+        secret.write_text(self.zk_password + "\n")
+        secret.chmod(0o600)
+        acl = acl_options(ZkSettings(auth_password=self.zk_password))
+        self.kz = KazooClient(hosts=self.zk.hosts, timeout=10.0, **acl)
         self.kz.start(timeout=30)
         self.kz.ensure_path(self.zk_root)
         progress("cluster: servers up, schema migrated")
@@ -164,6 +175,7 @@ class Cluster:
             DAGKEEPER_ZK__HOSTS=self.zk.hosts,
             DAGKEEPER_ZK__ROOT=self.zk_root,
             DAGKEEPER_ZK__MANAGED="false",
+            DAGKEEPER_ZK__AUTH_PASSWORD_FILE=str(self.zk_password_file),
             DAGKEEPER_ZK__SESSION_TIMEOUT_S=str(o.session_timeout_s),
             DAGKEEPER_MASTER__HEARTBEAT_INTERVAL_S=str(beat),
             DAGKEEPER_WORKER__HEARTBEAT_INTERVAL_S=str(beat),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from zk_acl import ZK_PASSWORD
 
 from core.settings import (
     DbSettings,
@@ -183,7 +184,13 @@ def settings(db_url: str, zk_hosts: str, zk_root: str, tmp_path: Path) -> Settin
     return HermeticSettings(
         data_dir=str(tmp_path),
         db=DbSettings(url=db_url, managed=False),
-        zk=ZkSettings(hosts=zk_hosts, root=zk_root, session_timeout_s=4, managed=False),
+        zk=ZkSettings(
+            hosts=zk_hosts,
+            root=zk_root,
+            session_timeout_s=4,
+            managed=False,
+            auth_password=ZK_PASSWORD,  # the suite runs with ZooKeeper ACLs on (zk_acl.py)
+        ),
         master=MasterSettings(heartbeat_interval_s=1),
         worker=WorkerSettings(heartbeat_interval_s=1, report_retry_deadline_s=2),
     )

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import psutil
 from sqlalchemy import text
+from zk_acl import kazoo_acl, password_file
 
 from core.settings import DbSettings
 from core.spec import parse_workflow_spec
@@ -125,6 +126,7 @@ class Cluster:
             DAGKEEPER_ZK__HOSTS=self.zk_hosts,
             DAGKEEPER_ZK__ROOT=self.zk_root,
             DAGKEEPER_ZK__MANAGED="false",
+            DAGKEEPER_ZK__AUTH_PASSWORD_FILE=str(password_file(self.base)),  # ACLs on
             DAGKEEPER_ZK__SESSION_TIMEOUT_S=str(self.session_timeout_s),
             DAGKEEPER_MASTER__HEARTBEAT_INTERVAL_S="1",
             DAGKEEPER_MASTER__RECONCILE_INTERVAL_S="1",
@@ -395,7 +397,7 @@ class Cluster:
     def wait_registered(self, masters: int, workers: int, timeout: float = 30) -> None:
         from kazoo.client import KazooClient
 
-        zk = KazooClient(hosts=self.zk_hosts)
+        zk = KazooClient(hosts=self.zk_hosts, **kazoo_acl())
         zk.start(timeout=10 * self.scale)
 
         def count(path: str) -> int:

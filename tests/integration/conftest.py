@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
 pytest.register_assert_rewrite("support", "task_type_support", "sql_servers")
 import harness  # noqa: E402
 from support import Cluster, api_client  # noqa: E402
+from zk_acl import kazoo_acl  # noqa: E402
 
 from coord.zk import ZkClient  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -55,7 +56,7 @@ def zk(settings: Settings) -> Iterator[ZkClient]:
 @pytest.fixture
 def kz(zk_hosts: str) -> Iterator[KazooClient]:
     """A plain kazoo client on the test's ZooKeeper (paths are absolute: prefix ``zk_root``)."""
-    client = KazooClient(hosts=zk_hosts)
+    client = KazooClient(hosts=zk_hosts, **kazoo_acl())
     client.start(timeout=15)
     try:
         yield client

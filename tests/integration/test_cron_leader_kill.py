@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from harness import Cluster
 from kazoo.client import KazooClient
+from zk_acl import kazoo_acl
 
 from coord.membership import cron_leader
 from core.spec import parse_workflow_spec
@@ -48,7 +49,7 @@ def test_killing_the_cron_leader_loses_and_doubles_no_fire(proc_cluster: Cluster
             workflow_id=definition.id, cron="* * * * * ?", misfire="FIRE_ALL"
         )
         sid = int(q_schedules.create(s, fields, now=datetime.now(UTC)).id)
-    zk = KazooClient(hosts=c.zk_hosts)
+    zk = KazooClient(hosts=c.zk_hosts, **kazoo_acl())
     zk.start(timeout=10)
     try:
         c.wait(lambda: len(_fire_times(c, sid)) >= 3, 30, "three fires")

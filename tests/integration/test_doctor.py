@@ -189,6 +189,7 @@ def _doctor_cli(settings, *args: str) -> subprocess.CompletedProcess[str]:
         "DAGKEEPER_DB__URL": settings.db.url,
         "DAGKEEPER_ZK__HOSTS": settings.zk.hosts,
         "DAGKEEPER_ZK__ROOT": settings.zk.root,
+        "DAGKEEPER_ZK__AUTH_PASSWORD": settings.zk.auth_password,
         "DAGKEEPER_ZK__SESSION_TIMEOUT_S": "4",
         "DAGKEEPER_MASTER__HEARTBEAT_INTERVAL_S": "1",
         "DAGKEEPER_WORKER__HEARTBEAT_INTERVAL_S": "1",

@@ -15,6 +15,7 @@ from typing import Any
 from harness import Cluster, group_alive, pid_gone
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
+from zk_acl import kazoo_acl
 
 from coord.zk import registration_epoch
 from ops.localserver import PostgresServer, ZookeeperServer, free_port
@@ -221,7 +222,7 @@ def test_zookeeper_wiped_work_continues(
 def _registered_epochs(hosts: str, root: str) -> dict[str, tuple[int, int]]:
     """``masters/<id>`` or ``workers/<group>/<id>`` -> (epoch from the data, czxid) of every
     registration."""
-    kz = KazooClient(hosts=hosts)
+    kz = KazooClient(hosts=hosts, **kazoo_acl())
     kz.start(timeout=30)
     out: dict[str, tuple[int, int]] = {}
     try:

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from kazoo.client import KazooClient
 from sqlalchemy import text
 from support import Cluster, run
+from zk_acl import kazoo_acl
 
 from core.states import WORKFLOW_TERMINAL
 from db.engine import SessionFactory
@@ -116,7 +117,7 @@ def test_concurrent_bounded_pushes_never_pass_the_mark(zk_hosts: str, zk_root: s
     from coord.queue import QueueKey, TaskQueue
     from core.zk_paths import ZkPaths
 
-    clients = [KazooClient(hosts=zk_hosts) for _ in range(3)]
+    clients = [KazooClient(hosts=zk_hosts, **kazoo_acl()) for _ in range(3)]
     results: dict[int, list[QueueKey]] = {}
     try:
         for c in clients:

@@ -173,6 +173,7 @@ def test_doctor_reports_tasks_waiting_longer_than_the_threshold(
         "DAGKEEPER_DB__URL": wsettings.db.url,
         "DAGKEEPER_ZK__HOSTS": wsettings.zk.hosts,
         "DAGKEEPER_ZK__ROOT": wsettings.zk.root,
+        "DAGKEEPER_ZK__AUTH_PASSWORD": wsettings.zk.auth_password,
         "DAGKEEPER_ZK__SESSION_TIMEOUT_S": "4",
         "DAGKEEPER_MASTER__HEARTBEAT_INTERVAL_S": "1",
         "DAGKEEPER_WORKER__HEARTBEAT_INTERVAL_S": "1",
