@@ -1,10 +1,14 @@
 """The FastAPI application factory: routers under /api/v1 behind the bearer token, the open
-probes /health and /ready, and error handlers that answer {"error": {code, message, details}}."""
+probes /health and /ready, /docs from local assets, the request guard (body limit, values
+PostgreSQL cannot store, OPTIONS) and error handlers that answer {"error": {code, message,
+details}} (an unknown field with a "did you mean" suggestion, a 405 with every allowed method)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import types
+import typing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,18 +17,21 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kazoo.exceptions import KazooException
+from pydantic import BaseModel
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import ui
+from api import docs, ui
 from api.auth import authenticate
 from api.auth_audit import AuditMiddleware
 from api.deps import ApiContext, get_ctx, resolve_token
+from api.guard import RequestGuard, allowed_methods, error_response
 from api.metrics import install as install_metrics
 from api.routers import (
     alert_config,
+    alerts,
     audit,
     cluster,
     instances,
@@ -42,6 +49,7 @@ from api.routers import (
 from api.routers import datasources as datasources_router
 from api.schemas import ReadyOut
 from coord.zk import ZkClient
+from core import validation
 from core.errors import DagkeeperError, TooManyRequests, Unauthorized
 from core.settings import Settings
 from db.engine import SessionFactory, make_engine, make_session_factory
@@ -62,13 +70,6 @@ HTTP_CODES = {
 }
 
 
-def error_response(
-    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "details": details}}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
 def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
@@ -86,12 +87,61 @@ async def _on_dagkeeper_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside ``X``, ``X | None`` or ``Annotated[X, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, typing.Annotated):
+        for arg in typing.get_args(annotation):
+            if (model := _model_of(arg)) is not None:
+                return model
+    return None
+
+
+def _fields_at(annotation: Any, path: list[Any]) -> set[str]:
+    """The field names of the model at ``path`` inside a body of type ``annotation``."""
+    for part in path:
+        model = _model_of(annotation)
+        if model is not None and isinstance(part, str) and part in model.model_fields:
+            annotation = model.model_fields[part].annotation
+            continue
+        origin = typing.get_origin(annotation)
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if origin in (typing.Union, types.UnionType) and args:
+            annotation, origin = args[0], typing.get_origin(args[0])
+            args = list(typing.get_args(annotation))
+        if origin is list and isinstance(part, int) and args:
+            annotation = args[0]
+        elif origin is dict and len(args) == 2:
+            annotation = args[1]
+        else:
+            return set()
+    model = _model_of(annotation)
+    return set(model.model_fields) if model is not None else set()
+
+
+def _unknown_field(request: Request, loc: list[Any]) -> str:
+    """'unknown field ...; did you mean ...?' from the fields of the request model at ``loc``."""
+    route = request.scope.get("route")
+    body = getattr(route, "body_field", None)
+    known: set[str] = set()
+    if body is not None and loc and loc[0] == "body":
+        known = _fields_at(body.field_info.annotation, loc[1:-1])
+    return validation.unknown_field_message(str(loc[-1]), known)
+
+
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = []
     for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
-        details.append({"loc": loc, "message": str(err.get("msg", "")), "type": err.get("type")})
+        raw_loc = list(err.get("loc", ()))
+        loc = [str(p) for p in raw_loc]
+        msg = str(err.get("msg", ""))
+        if err.get("type") == "extra_forbidden" and raw_loc:
+            msg = _unknown_field(request, raw_loc)
+        elif err.get("type") == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        details.append({"loc": loc, "message": msg, "type": err.get("type")})
     message = "; ".join(f"{'.'.join(d['loc']) or 'request'}: {d['message']}" for d in details)
     return error_response(422, "invalid", message or "invalid request", details)
 
@@ -100,12 +150,23 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = HTTP_CODES.get(exc.status_code, "error")
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:  # every method the path allows, not only the first route's
+        allow = allowed_methods(request.app, request.url.path)
+        headers = {**(headers or {}), "Allow": ", ".join(allow)} if allow else headers
     return error_response(exc.status_code, code, str(exc.detail), None, headers=headers)
 
 
 async def _on_integrity_error(request: Request, exc: Exception) -> JSONResponse:
     log.info("api: %s %s -> 409 integrity: %s", request.method, request.url.path, exc)
     return error_response(409, "conflict", "the change conflicts with the current data")
+
+
+async def _on_data_error(request: Request, exc: Exception) -> JSONResponse:
+    """A value PostgreSQL refused (a safety net: the request models refuse such values first)."""
+    orig = getattr(exc, "orig", None)
+    what = str(orig).strip().splitlines()[0] if orig is not None else "a value is out of range"
+    log.warning("api: %s %s -> 422 data: %s", request.method, request.url.path, what)
+    return error_response(422, "invalid", f"PostgreSQL cannot store a value: {what}")
 
 
 async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
@@ -216,17 +277,22 @@ def create_app(
         version="0.1.0",
         description="REST API of the dagkeeper DAG workflow scheduler",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by api/docs.py
+        redoc_url=None,
     )
     app.state.ctx = ctx
     app.add_exception_handler(DagkeeperError, _on_dagkeeper_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(IntegrityError, _on_integrity_error)
+    app.add_exception_handler(DataError, _on_data_error)
     app.add_exception_handler(OperationalError, _on_database_down)
     app.add_exception_handler(InterfaceError, _on_database_down)
     app.add_exception_handler(KazooException, _on_zk_down)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.api.max_body_bytes)
     app.add_middleware(AuditMiddleware, prefix=API_PREFIX)
-    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(CatchAllMiddleware)  # added last: the outermost, around the guard
+    docs.install(app)
 
     install_metrics(app, ctx)  # GET /metrics and the request timer (outermost)
     app.include_router(_probes())
@@ -246,6 +312,7 @@ def create_app(
     v1.include_router(tokens.router)
     v1.include_router(projects.router)
     v1.include_router(audit.router)
+    v1.include_router(alerts.router)
     app.include_router(v1)
     app.include_router(ui.router)  # the web UI's bundle at / and /ui/
     return app

@@ -8,9 +8,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
+from core import cron
+from core.errors import ValidationError
 from core.states import Priority
+from core.validation import GROUP_PATTERN, Moment, ParamMap, PriorityName, oversized_params
 from db.models import WorkflowDefinition, WorkflowVersion
 
 
@@ -57,7 +60,7 @@ class ErrorResponse(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 422)
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 422)
 }
 
 
@@ -155,17 +158,59 @@ class VersionPage(BaseModel):
 # -- runs ---------------------------------------------------------------------------------------
 
 
+def _scheduled(value: datetime, prefix: str = "") -> None:
+    """A date a run is scheduled for: inside the range cron searches (1970 .. 9998)."""
+    utc = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if not cron.EARLIEST <= utc <= cron.LATEST:
+        raise ValueError(
+            f"{prefix}{value.isoformat()} is outside 1970-01-01 .. {cron.LAST_YEAR}-01-01"
+        )
+
+
 class BackfillRequest(BaseModel):
+    """Dates by ``start``/``end`` (the schedule's fire times in the range) or by ``dates``,
+    never both; each date an ISO 8601 date-time within 1970 .. 9998, none twice."""
+
     model_config = ConfigDict(extra="forbid")
 
-    start: datetime | None = None
-    end: datetime | None = None
-    dates: list[datetime] | None = None
+    start: Moment | None = None
+    end: Moment | None = None
+    dates: list[Moment] | None = Field(default=None, max_length=10000)
     mode: Literal["SERIAL", "PARALLEL"] = "SERIAL"
     parallelism: int = Field(default=1, ge=1, le=1000)
     order: Literal["ASC", "DESC"] = "ASC"
 
     _upper_mode = field_validator("mode", "order", mode="before")(_upper)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _in_range(cls, v: datetime | None) -> datetime | None:
+        if v is not None:
+            _scheduled(v)
+        return v
+
+    @field_validator("dates")
+    @classmethod
+    def _distinct_dates(cls, v: list[datetime] | None) -> list[datetime] | None:
+        if v is None:
+            return v
+        seen: dict[datetime, int] = {}
+        for i, d in enumerate(v):
+            _scheduled(d, f"dates[{i}]: ")
+            key = d.astimezone(UTC) if d.tzinfo is not None else d
+            if key in seen:
+                raise ValueError(
+                    f"dates[{i}] ({d.isoformat()}) is the same time as dates[{seen[key]}];"
+                    " give each date once"
+                )
+            seen[key] = i
+        return v
+
+    @model_validator(mode="after")
+    def _one_way(self) -> BackfillRequest:
+        if self.dates is not None and (self.start is not None or self.end is not None):
+            raise ValueError("give either dates or start and end, not both")
+        return self
 
 
 class RunRequest(BaseModel):
@@ -173,24 +218,20 @@ class RunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    params: dict[str, str | int | float | bool] = {}
-    priority: Literal["HIGHEST", "HIGH", "MEDIUM", "LOW", "LOWEST"] | None = None
-    worker_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
+    # the one parameter rule (core.validation.param_map): strings, numbers, booleans, as text
+    params: ParamMap = {}
+    priority: PriorityName | None = None
+    worker_group: str | None = Field(default=None, pattern=GROUP_PATTERN)
     failure_strategy: Literal["CONTINUE", "END"] | None = None
     start_nodes: list[str] | None = None
     depend_mode: Literal["TASK_ONLY", "TASK_PRE", "TASK_POST"] | None = None
     dry_run: bool = False
     backfill: BackfillRequest | None = None
 
-    _upper_enums = field_validator("priority", "failure_strategy", "depend_mode", mode="before")(
-        _upper
-    )
+    _upper_enums = field_validator("failure_strategy", "depend_mode", mode="before")(_upper)
 
     def string_params(self) -> dict[str, str]:
-        out = {}
-        for k, v in self.params.items():
-            out[k] = ("true" if v else "false") if isinstance(v, bool) else str(v)
-        return out
+        return dict(self.params)
 
     def run_options(self) -> dict[str, Any]:
         """Everything but params and priority, as stored in workflow_instance.run_options."""
@@ -199,6 +240,23 @@ class RunRequest(BaseModel):
 
 class RunAccepted(BaseModel):
     instance_id: int
+
+
+def check_run_params(req: RunRequest, limit: int) -> None:
+    """422 naming the run parameters whose value is longer than ``limit`` bytes."""
+    names = oversized_params(req.params, limit)
+    if names:
+        found = [
+            {
+                "loc": ["body", "params", n],
+                "message": f"longer than {limit} bytes",
+                "type": "too_long",
+            }
+            for n in names
+        ]
+        raise ValidationError(
+            "; ".join(f"params.{n}: the value is longer than {limit} bytes" for n in names), found
+        )
 
 
 # -- cluster and probes -------------------------------------------------------------------------
@@ -235,7 +293,7 @@ class ReadyOut(BaseModel):
 class TaskGroupIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
+    name: str = Field(pattern=GROUP_PATTERN)
     capacity: int = Field(ge=1, le=100000)
     description: str = ""
     project: str = Field(default="default", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")

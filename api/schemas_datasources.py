@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from api.schemas import Timestamp
-from core.spec import NAME_PATTERN
+from core.validation import Name
 from db.models import Datasource
 
 Kind = Literal["POSTGRESQL", "MYSQL"]
@@ -72,7 +72,7 @@ class _Fields(BaseModel):
 
 
 class DatasourceIn(_Fields):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: Name
 
     project: str = Field(default="default", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
 
@@ -89,7 +89,7 @@ class DatasourceUpdate(_Fields):
     """Only the fields given change; the password is kept unless ``password`` is given (null
     removes it)."""
 
-    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    name: Name | None = None
 
 
 class DatasourceOut(BaseModel):

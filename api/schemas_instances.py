@@ -106,8 +106,19 @@ class InstanceSummary(BaseModel):
         return cls(**cls.fields_of(i, name))
 
 
+class PendingCommandOut(BaseModel):
+    """A request on the instance that no master has taken yet (a start, rerun, recover-failed
+    or resume): until one does, the instance keeps its state and a second request is a 409."""
+
+    id: int
+    type: str
+    action: str
+    created_at: Timestamp
+
+
 class InstanceDetail(InstanceSummary):
     tasks: list[TaskAttemptSummary]
+    pending_command: PendingCommandOut | None = None
     # tasks of this run without an attempt yet, each with its waiting_reason
     not_started: list[NotStartedOut] = []
 

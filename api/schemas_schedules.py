@@ -3,7 +3,6 @@ expression or time zone is a 422 naming the field and saying what is wrong."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -11,12 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.schemas import Timestamp, priority_name
 from core import cron
 from core.errors import ValidationError
+from core.validation import GROUP_PATTERN, Instant, Moment, PriorityName
 from db.models import Backfill, Schedule
 
-PriorityName = Literal["HIGHEST", "HIGH", "MEDIUM", "LOW", "LOWEST"]
 Misfire = Literal["FIRE_ALL", "FIRE_ONCE", "SKIP"]
 FailureStrategy = Literal["CONTINUE", "END"]
-WorkerGroup = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,100}$")
+WorkerGroup = Field(default=None, pattern=GROUP_PATTERN)
 
 
 def _upper(v: Any) -> Any:
@@ -49,15 +48,15 @@ class ScheduleIn(BaseModel):
     workflow_id: int = Field(ge=1, le=2**63 - 1)
     cron: str = Field(min_length=1, max_length=200, examples=["0 0 2 * * ? *", "30 2 * * *"])
     timezone: str = Field(default="UTC", max_length=64, examples=["Europe/Berlin"])
-    start: datetime | None = None
-    end: datetime | None = None
+    start: Instant | None = None  # its range is cron's (1970 .. 9998, check_fires)
+    end: Moment | None = None
     failure_strategy: FailureStrategy = "END"
     priority: PriorityName = "MEDIUM"
     worker_group: str | None = WorkerGroup
     misfire: Misfire = "FIRE_ONCE"
     enabled: bool = True
 
-    _enums = field_validator("failure_strategy", "priority", "misfire", mode="before")(_upper)
+    _enums = field_validator("failure_strategy", "misfire", mode="before")(_upper)
     _cron = field_validator("cron")(_check_cron)
     _tz = field_validator("timezone")(_check_tz)
 
@@ -70,8 +69,8 @@ class ScheduleUpdate(BaseModel):
     workflow_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     cron: str | None = Field(default=None, min_length=1, max_length=200)
     timezone: str | None = Field(default=None, max_length=64)
-    start: datetime | None = None
-    end: datetime | None = None
+    start: Instant | None = None  # its range is cron's (1970 .. 9998, check_fires)
+    end: Moment | None = None
     failure_strategy: FailureStrategy | None = None
     priority: PriorityName | None = None
     worker_group: str | None = WorkerGroup
@@ -80,11 +79,11 @@ class ScheduleUpdate(BaseModel):
     # read-only fields of a GET answer, accepted and ignored
     id: int | None = None
     kind: str | None = None
-    next_fire_time: datetime | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    next_fire_time: Moment | None = None
+    created_at: Moment | None = None
+    updated_at: Moment | None = None
 
-    _enums = field_validator("failure_strategy", "priority", "misfire", mode="before")(_upper)
+    _enums = field_validator("failure_strategy", "misfire", mode="before")(_upper)
     _cron = field_validator("cron")(_check_cron)
     _tz = field_validator("timezone")(_check_tz)
 

@@ -156,6 +156,9 @@ class ApiSettings(BaseModel):
     port: int = Field(default=12345, ge=1, le=65535)
     # The bootstrap admin's bearer token; empty = read or create <data_dir>/api-token.
     token: str = Field(default="", repr=False)
+    # Largest request body (413 beyond it), and largest value of one parameter at submit (422)
+    max_body_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
+    max_param_bytes: int = Field(default=64 << 10, ge=1, le=1 << 20)
     # Failed authentications (a wrong or expired token) per client address before 429s, and
     # the sliding window they are counted in.
     auth_fail_limit: int = Field(default=20, ge=1)

@@ -193,3 +193,33 @@ def validate_spark(t: Mapping[str, Any]) -> list[FieldProblem]:
 def validate_sub_process(t: Mapping[str, Any]) -> list[FieldProblem]:
     """SUB_PROCESS (run by the master, master/sub_process.py): the child workflow's id."""
     return check_fields(t, [Field("workflow_id", "int", True)])
+
+
+# The type-specific fields of each built-in type: a task field outside the common ones and its
+# type's is refused (with a suggestion) when a workflow is written. Plugin types declare none,
+# so their fields are theirs to check.
+TYPE_FIELDS: dict[str, frozenset[str]] = {
+    name: frozenset(fields.split())
+    for name, fields in {
+        "SHELL": "command",
+        "PYTHON": "script interpreter",
+        "SQL": "datasource sql pre_statements post_statements query max_rows output_first_row",
+        "PROCEDURE": "datasource procedure in_params out_params arg_order",
+        "HTTP": "url method headers body timeout success_codes expect_body_contains"
+        " follow_redirects",
+        "SPARK": "app main_class master deploy_mode args conf app_name driver_memory"
+        " executor_memory driver_cores executor_cores num_executors queue py_files jars files"
+        " spark_submit",
+        "SUB_PROCESS": "workflow_id",
+        "DEPENDENT": "dependencies check_interval_s dependence_timeout_s",
+        "FANOUT": "command script targets target_params per_target_timeout_s fail_fast",
+        "CONDITIONS": "on_success on_failure",
+        "SWITCH": "cases default",
+    }.items()
+}
+# Type-specific fields that name a duration in seconds (bounded like the common timeouts)
+DURATION_FIELDS = frozenset(
+    {"timeout", "per_target_timeout_s", "check_interval_s", "dependence_timeout_s"}
+)
+# Types whose ``datasource`` names a row of /datasources
+DATASOURCE_TYPES = frozenset({"SQL", "PROCEDURE"})

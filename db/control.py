@@ -1,10 +1,13 @@
 """User requests on a workflow instance or a task attempt (stop, pause, resume, rerun, recover
 failed, kill, force success), checked against the transition tables and persisted as a desired
-state or a command that the owning master drives to its end. Never commits."""
+state or a command that the owning master drives to its end; the command still waiting for a
+master (at most one per instance), and the trace of one a master could not carry out. Never
+commits."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, text
 from sqlalchemy.orm import Session
@@ -19,11 +22,76 @@ from core.states import (
     can_transition_workflow,
 )
 from db import children as q_children
+from db import instances as q_instances
 from db.models import Command, TaskInstance, WorkflowInstance
 from db.notify import notify_masters, notify_owner
 
 W = WorkflowState
 T = TaskState
+C = CommandType
+
+# what the user asked for, by command type (the request names of /instances/{id}/...)
+ACTIONS = {
+    C.START_PROCESS.value: "start",
+    C.SCHEDULER.value: "scheduled start",
+    C.COMPLEMENT_DATA.value: "backfill",
+    C.START_CURRENT_TASK_PROCESS.value: "start",
+    C.RECOVER_SUSPENDED_PROCESS.value: "resume",
+    C.REPEAT_RUNNING.value: "rerun",
+    C.START_FAILURE_TASK_PROCESS.value: "recover-failed",
+}
+DROPPED_ALERT = "COMMAND_NOT_CARRIED_OUT"
+
+
+@dataclass(frozen=True)
+class PendingCommand:
+    """A command row of an instance that no master has taken yet."""
+
+    id: int
+    type: str
+    action: str
+    created_at: datetime
+
+
+def pending_commands(s: Session, instance_ids: list[int]) -> dict[int, PendingCommand]:
+    """The oldest waiting command of each instance that has one."""
+    if not instance_ids:
+        return {}
+    rows = s.execute(
+        text(
+            "SELECT DISTINCT ON (instance_id) instance_id, id, type, created_at FROM command"
+            " WHERE instance_id = ANY(:ids) ORDER BY instance_id, id"
+        ),
+        {"ids": list(instance_ids)},
+    ).all()
+    return {
+        int(r[0]): PendingCommand(int(r[1]), str(r[2]), ACTIONS.get(str(r[2]), str(r[2])), r[3])
+        for r in rows
+    }
+
+
+def state_of(s: Session, instance_id: int) -> str | None:
+    """The instance's state, None if it does not exist."""
+    row = s.execute(
+        text("SELECT state FROM workflow_instance WHERE id = :i"), {"i": instance_id}
+    ).first()
+    return None if row is None else str(row[0])
+
+
+def note_not_carried_out(s: Session, command_id: int, kind: str, instance_id: int, why: str) -> str:
+    """Leave a trace the user sees of a command a master could not carry out: the instance's
+    ``reason`` and an alert row (``COMMAND_NOT_CARRIED_OUT``). Returns the reason."""
+    action = ACTIONS.get(kind, kind)
+    reason = f"{action} request (command {command_id}) not carried out: {why}"
+    s.execute(
+        text("UPDATE workflow_instance SET reason = :r WHERE id = :i"),
+        {"r": reason, "i": instance_id},
+    )
+    content = {"command_id": command_id, "type": kind, "action": action, "reason": why}
+    q_instances.add_alert(
+        s, DROPPED_ALERT, f"instance {instance_id}: {reason}", content, instance_id
+    )
+    return reason
 
 
 @dataclass(frozen=True)
@@ -102,6 +170,13 @@ def _command(
 ) -> Accepted:
     if W(row.state) not in allowed:
         raise _refuse(row, what, why)
+    pending = pending_commands(s, [row.id]).get(row.id)
+    if pending is not None:
+        raise Conflict(
+            f"cannot {what} instance {row.id}: its {pending.action} request (command"
+            f" {pending.id}) is still waiting for a master; try again once it has been taken",
+            {"instance_id": row.id, "state": row.state, "pending_command": pending.action},
+        )
     s.add(
         Command(
             type=kind.value,

@@ -1,5 +1,6 @@
 """Queries on workflow definitions and their immutable versions (create, new version, list, get,
-soft delete). Functions take a session and never commit; they raise NotFound / Conflict."""
+soft delete), and the check that SQL/PROCEDURE tasks name existing datasources. Functions take a
+session and never commit; they raise NotFound / Conflict / ValidationError."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound, ValidationError
 from core.spec import WorkflowSpec
 from core.states import WORKFLOW_TERMINAL
-from db.models import Schedule, WorkflowDefinition, WorkflowInstance, WorkflowVersion
+from core.task_fields import DATASOURCE_TYPES
+from db.models import Datasource, Schedule, WorkflowDefinition, WorkflowInstance, WorkflowVersion
 
 TERMINAL_STATES = tuple(s.value for s in WORKFLOW_TERMINAL)
 # Name of the partial unique index that keeps live workflow names unique.
@@ -37,8 +39,40 @@ def _check_name_free(s: Session, name: str, except_id: int | None = None) -> Non
         )
 
 
+def check_datasources(s: Session, spec: WorkflowSpec) -> None:
+    """ValidationError naming each SQL/PROCEDURE task whose ``datasource`` does not exist (a
+    name holding a ``${parameter}`` is resolved at run time and not checked here)."""
+    wanted: dict[str, list[tuple[int, str]]] = {}
+    for i, t in enumerate(spec.tasks):
+        name = (t.model_extra or {}).get("datasource")
+        if t.type in DATASOURCE_TYPES and isinstance(name, str) and "${" not in name:
+            wanted.setdefault(name, []).append((i, t.name))
+    if not wanted:
+        return
+    known = set(s.scalars(select(Datasource.name).where(Datasource.name.in_(list(wanted)))).all())
+    missing = [(i, task, ds) for ds, uses in wanted.items() if ds not in known for i, task in uses]
+    if missing:
+        messages = [
+            f"task '{task}': datasource: no datasource named {ds!r}"
+            " (create it with POST /datasources first)"
+            for _, task, ds in sorted(missing)
+        ]
+        problems = [
+            {
+                "code": "unknown_datasource",
+                "message": m,
+                "tasks": [t],
+                "field": ["tasks", i, "datasource"],
+            }
+            for m, (i, t, _) in zip(messages, sorted(missing), strict=True)
+        ]
+        raise ValidationError("; ".join(messages), problems)
+
+
 def create_workflow(s: Session, spec: WorkflowSpec) -> tuple[WorkflowDefinition, WorkflowVersion]:
-    """Insert a definition and its version 1; Conflict if a live workflow has the same name."""
+    """Insert a definition and its version 1; Conflict if a live workflow has the same name,
+    ValidationError if a task names a datasource that does not exist."""
+    check_datasources(s, spec)
     _check_name_free(s, spec.name)
     definition = WorkflowDefinition(
         name=spec.name, description=spec.description, latest_version=1, deleted=False
@@ -92,6 +126,7 @@ def add_version(
 ) -> tuple[WorkflowDefinition, WorkflowVersion]:
     """Append an immutable version; the definition takes the new name and description."""
     definition = get_definition(s, workflow_id, lock=True)
+    check_datasources(s, spec)
     if spec.name != definition.name:
         _check_name_free(s, spec.name, except_id=workflow_id)
     n = definition.latest_version + 1

@@ -1,16 +1,23 @@
 """The command loop's one pass: lock pending commands and carry each out in one transaction —
 start a run (after the serial-execution check), resume a paused instance, rerun or recover a
-finished one — taking ownership by compare-and-set, then delete it (a command acts at most once)."""
+finished one — taking ownership by compare-and-set, then delete it (a command acts at most once).
+A command that cannot be carried out leaves a trace the user sees (the instance's reason and an
+alert row), never only a log line."""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from core.states import CommandType, WorkflowState
 from db import commands as q_commands
+from db import control as q_control
 from db import instances as q_instances
 from db import serial as q_serial
 from db.engine import SessionFactory
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +60,20 @@ def claim_commands(sf: SessionFactory, master_id: str, epoch: int, limit: int) -
                     owned.append(c.instance_id)
                     log.info("%s: command %d: %s instance %d", actor, c.id, c.type, c.instance_id)
                 else:
-                    log.warning(
-                        "%s: command %d: instance %d is not in %s any more; dropped",
-                        actor,
-                        c.id,
-                        c.instance_id,
-                        "/".join(sources),
+                    state = q_control.state_of(s, c.instance_id)
+                    why = (
+                        f"the instance is {state or 'gone'}, not {' or '.join(sources)}"
+                        if state != W.RUNNING
+                        else "the instance is already running again"
                     )
+                    _not_carried_out(s, actor, c, why)
             elif c.type not in STARTING:
-                log.warning(
-                    "%s: command %d of type %s is not supported; dropped", actor, c.id, c.type
-                )
+                if c.instance_id is not None:
+                    _not_carried_out(s, actor, c, f"command type {c.type} is not supported")
+                else:
+                    log.warning(
+                        "%s: command %d of type %s is not supported; dropped", actor, c.id, c.type
+                    )
             elif c.instance_id is not None:
                 if c.workflow_id is not None and c.version is not None:
                     held = q_serial.admit(s, c.workflow_id, c.version, c.instance_id)
@@ -73,12 +83,9 @@ def claim_commands(sf: SessionFactory, master_id: str, epoch: int, limit: int) -
                 if q_instances.take_ownership(s, c.instance_id, master_id, epoch):
                     owned.append(c.instance_id)
                 else:
-                    log.warning(
-                        "%s: command %d: instance %d is not SUBMITTED; dropped",
-                        actor,
-                        c.id,
-                        c.instance_id,
-                    )
+                    state = q_control.state_of(s, c.instance_id)
+                    if state is not None and state != W.STOP:  # a stopped one says so already
+                        _not_carried_out(s, actor, c, f"the instance is {state}, not SUBMITTED")
             elif c.workflow_id is not None and c.version is not None:
                 owned.append(
                     q_instances.create_owned(
@@ -98,6 +105,12 @@ def claim_commands(sf: SessionFactory, master_id: str, epoch: int, limit: int) -
     if owned:
         log.info("%s: claimed %d command(s): instances %s", actor, len(owned), owned[:20])
     return owned
+
+
+def _not_carried_out(s: Session, actor: str, c: q_commands.ClaimedCommand, why: str) -> None:
+    assert c.instance_id is not None
+    reason = q_control.note_not_carried_out(s, c.id, c.type, c.instance_id, why)
+    log.warning("%s: instance %d: %s", actor, c.instance_id, reason)
 
 
 def promote_stalled(sf: SessionFactory, master_id: str, epoch: int) -> list[int]:

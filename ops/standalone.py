@@ -1,5 +1,6 @@
 """``dagkeeper standalone``: a private PostgreSQL and ZooKeeper (when managed), the migrations, one
-master, one worker and the API as child processes, and the optional demo diamond workflow."""
+master, one worker and the API as child processes, the client settings file other commands use
+against it (``<data_dir>/client.env``), and the optional demo diamond workflow (ops/demo.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -24,8 +26,9 @@ import httpx
 from core.errors import ChildDied, ConfigError
 from core.logs import setup_logging
 from core.settings import Settings
-from core.states import WORKFLOW_TERMINAL, TaskState, WorkflowState
+from core.states import WorkflowState
 from ops.bootstrap import announce_admin, secure_zookeeper
+from ops.demo import run_demo
 from ops.localserver import LOOPBACK, PostgresServer, ZookeeperServer, tail
 
 log = logging.getLogger(__name__)
@@ -35,19 +38,6 @@ DB_NAME = "dagkeeper"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds core/, master/, ops/...
 STARTUP_TIMEOUT_S = 60.0
 CHILD_STOP_GRACE_S = 25.0  # a worker may let its running tasks finish for up to ~22 s
-DEMO_TIMEOUT_S = 300.0
-DEMO_NAME = "demo-diamond"
-DEMO_SPEC: dict[str, Any] = {
-    "name": DEMO_NAME,
-    "description": "the standalone demo: a -> b, a -> c, (b, c) -> d",
-    "params": {"greeting": "hello from dagkeeper"},
-    "tasks": [
-        {"name": "a", "type": "SHELL", "command": 'echo "a: $greeting"; sleep 0.5'},
-        {"name": "b", "type": "SHELL", "command": "sleep 1; echo b", "depends_on": ["a"]},
-        {"name": "c", "type": "SHELL", "command": "sleep 1; echo c", "depends_on": ["a"]},
-        {"name": "d", "type": "SHELL", "command": "echo d: done", "depends_on": ["b", "c"]},
-    ],
-}
 
 
 def child_env(settings: Settings, db_url: str, zk_hosts: str) -> dict[str, str]:
@@ -70,6 +60,45 @@ def child_env(settings: Settings, db_url: str, zk_hosts: str) -> dict[str, str]:
     return env
 
 
+CLIENT_ENV = "client.env"
+
+
+def client_settings(settings: Settings, db_url: str, zk_hosts: str) -> dict[str, str]:
+    """What other commands (``dagkeeper doctor``, ``migrate``, the SDK) need to reach this
+    standalone cluster, as DAGKEEPER_* variables."""
+    host = settings.api.host
+    api_host = LOOPBACK if host in ("0.0.0.0", "::", "") else host
+    return {
+        "DAGKEEPER_DATA_DIR": str(settings.data_path),
+        "DAGKEEPER_DB__URL": db_url,
+        "DAGKEEPER_ZK__HOSTS": zk_hosts,
+        "DAGKEEPER_ZK__ROOT": settings.zk.root,
+        "DAGKEEPER_URL": f"http://{api_host}:{settings.api.port}",
+    }
+
+
+def write_client_env(settings: Settings, values: dict[str, str]) -> Path:
+    """``<data_dir>/client.env`` (0600): the variables of ``client_settings``, one a line, to be
+    read with ``set -a; . <file>; set +a`` before ``dagkeeper doctor``."""
+    path = settings.data_path / CLIENT_ENV
+    lines = [
+        "# written by `dagkeeper standalone`: how other commands reach this cluster",
+        f"# use: set -a; . {path}; set +a; dagkeeper doctor",
+        *(f"{k}={shlex.quote(v)}" for k, v in values.items()),
+    ]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    return path
+
+
+def doctor_command(values: dict[str, str]) -> str:
+    """The exact command that runs ``dagkeeper doctor`` against this cluster."""
+    env = " ".join(f"{k}={shlex.quote(values[k])}" for k in ("DAGKEEPER_DB__URL",
+                   "DAGKEEPER_ZK__HOSTS", "DAGKEEPER_ZK__ROOT"))  # fmt: skip
+    return f"{env} {Path(sys.executable).parent / 'dagkeeper'} doctor"
+
+
 def _check_port(host: str, port: int, what: str, variable: str) -> None:
     try:
         with socket.create_server((host, port)):
@@ -90,10 +119,6 @@ def _die_with_parent() -> None:
         _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _clock(iso: str | None) -> str:
-    return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S.%f")[:-3] if iso else "-"
-
-
 class Standalone:
     """Everything the command starts, so that shutdown stops exactly that, in reverse order."""
 
@@ -107,6 +132,8 @@ class Standalone:
         self.stop_event = threading.Event()
         self.raise_on_signal = True  # while starting: a signal interrupts the start at once
         self.up = False  # the cluster answered once
+        self.client: dict[str, str] = {}  # DAGKEEPER_* settings other commands need
+        self.client_env = self.data / CLIENT_ENV
         host = settings.api.host
         self.api_base = f"http://{LOOPBACK if host in ('0.0.0.0', '::', '') else host}:"
         self.api_base += str(settings.api.port)
@@ -240,6 +267,8 @@ class Standalone:
             f"  logs      {self.logs}/{{{','.join(DAEMONS)}}}.log; tasks in {s.log_path}",
             f"            {server_logs}" if server_logs else "",
             f'  try       curl -H "Authorization: Bearer {token_cmd}" {self.api_base}/api/v1/cluster',
+            f"  client    {self.client_env} (DAGKEEPER_* settings of this cluster)",
+            f"  doctor    {doctor_command(self.client)}",
         ]
         return "\n".join(line for line in lines if line)
 
@@ -275,77 +304,13 @@ class Standalone:
         return True
 
 
-def run_demo(sa: Standalone, client: httpx.Client) -> str:
-    """Create (or reuse) the diamond, run it, print progress and the timing check; its state."""
-    found = client.get("/workflows", params={"name": DEMO_NAME}).raise_for_status().json()
-    same = [w for w in found["items"] if w["name"] == DEMO_NAME]
-    if same:
-        wf = same[0]
-        print(f"demo: reusing workflow {DEMO_NAME!r} (id {wf['id']}, version {wf['version']})")
-    else:
-        wf = client.post("/workflows", json=DEMO_SPEC).raise_for_status().json()
-        print(f"demo: created workflow {DEMO_NAME!r} (id {wf['id']}): a -> b, a -> c, (b, c) -> d")
-    started = time.monotonic()
-    run = client.post(f"/workflows/{wf['id']}/runs", json={}).raise_for_status().json()
-    iid = run["instance_id"]
-    print(f"demo: started instance {iid}", flush=True)
-    seen: dict[str, tuple[int, str]] = {}
-    state, deadline = "", started + DEMO_TIMEOUT_S
-    while True:
-        sa.check_children()
-        inst = client.get(f"/instances/{iid}").raise_for_status().json()
-        latest: dict[str, dict[str, Any]] = {}
-        for t in sorted(inst["tasks"], key=lambda t: (t["attempt"], t["id"])):
-            latest[t["name"]] = t
-        for name, t in sorted(latest.items()):
-            if seen.get(name) != (t["attempt"], t["state"]):
-                seen[name] = (t["attempt"], t["state"])
-                where = f" on {t['host']}" if t["host"] and t["state"] == TaskState.RUNNING else ""
-                retry = f" (attempt {t['attempt']})" if t["attempt"] > 1 else ""
-                print(f"  {time.monotonic() - started:5.1f}s  {name}: {t['state']}{where}{retry}")
-        if inst["state"] != state:
-            state = inst["state"]
-            print(f"  {time.monotonic() - started:5.1f}s  instance {iid}: {state}", flush=True)
-        if state in WORKFLOW_TERMINAL:
-            break
-        if time.monotonic() > deadline:
-            print(f"demo: instance {iid} still {state} after {DEMO_TIMEOUT_S:.0f}s; giving up")
-            return state
-        if sa.stop_event.wait(0.2):
-            print("demo: interrupted")
-            return state
-    print(f"demo: instance {iid} finished {state} in {time.monotonic() - started:.1f}s")
-    print(f"  {'task':4}  {'state':8}  {'start':12}  {'end':12}  seconds")
-    for name, t in sorted(latest.items()):
-        secs = ""
-        if t["start_time"] and t["end_time"]:
-            delta = datetime.fromisoformat(t["end_time"]) - datetime.fromisoformat(t["start_time"])
-            secs = f"{delta.total_seconds():.2f}"
-        start, end = _clock(t["start_time"]), _clock(t["end_time"])
-        print(f"  {name:4}  {t['state']:8}  {start:12}  {end:12}  {secs}")
-    print(f"order check: {order_check(latest)}", flush=True)
-    return state
-
-
-def order_check(tasks: dict[str, dict[str, Any]]) -> str:
-    """'OK ...' when b and c started after a ended and d after both ended, else what broke."""
-
-    def ok(before: str, after: str) -> bool:
-        end, start = tasks.get(before, {}).get("end_time"), tasks.get(after, {}).get("start_time")
-        return bool(end and start and datetime.fromisoformat(start) >= datetime.fromisoformat(end))
-
-    edges = (("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"))
-    broken = [f"{y} started before {x} ended" for x, y in edges if not ok(x, y)]
-    if broken:
-        return "FAILED: " + "; ".join(broken)
-    return "OK: b and c started after a ended; d started after both b and c ended"
-
-
 def _run(sa: Standalone, demo: bool, exit_after_demo: bool) -> int:
     started = time.monotonic()
     sa.preflight()
     db_url, zk_hosts = sa.start_servers()
     sa.start_daemons(child_env(sa.settings, db_url, zk_hosts))
+    sa.client = client_settings(sa.settings, db_url, zk_hosts)
+    sa.client_env = write_client_env(sa.settings, sa.client)
     from api.deps import resolve_token
 
     headers = {"Authorization": f"Bearer {resolve_token(sa.settings)}"}

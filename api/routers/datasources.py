@@ -1,5 +1,6 @@
-"""/datasources: named PostgreSQL and MySQL/MariaDB connections for SQL and PROCEDURE tasks. The
-password is encrypted before it reaches the database and is never returned or logged."""
+"""/datasources: named PostgreSQL and MySQL/MariaDB connections for SQL and PROCEDURE tasks (by
+id, or found by ``?name=``). The password is encrypted before it reaches the database and is
+never returned or logged; a datasource that live workflows use cannot be deleted or renamed."""
 
 from __future__ import annotations
 
@@ -77,12 +78,15 @@ def list_datasources(
     limit: Limit = 100,
     offset: Offset = 0,
     kind: str | None = Query(default=None, pattern="^(POSTGRESQL|MYSQL)$"),
+    name: str | None = Query(default=None, max_length=200, description="exactly this name"),
     me: Principal = Depends(authorize("read")),
     ctx: ApiContext = Depends(get_ctx),
 ) -> Any:
-    """Datasources of the caller's projects by id; ``kind`` filters."""
+    """Datasources of the caller's projects by id; ``kind`` and ``name`` (exact) filter."""
     with ctx.session_factory() as s:
-        items, total = datasources.list_page(s, limit, offset, kind, projects=read_scope(me))
+        items, total = datasources.list_page(
+            s, limit, offset, kind, projects=read_scope(me), name=name
+        )
         return DatasourcePage(items=[DatasourceOut.from_row(d) for d in items], total=total)
 
 
@@ -107,12 +111,15 @@ def get_datasource(datasource_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> A
 def update_datasource(
     datasource_id: DbId, body: DatasourceUpdate, ctx: ApiContext = Depends(get_ctx)
 ) -> Any:
-    """Change the fields given; the password only if ``password`` is in the body."""
+    """Change the fields given; the password only if ``password`` is in the body; a rename is
+    refused (409) while live workflows use the old name."""
     given = body.model_fields_set | ({"password"} if body.password is not None else set())
     with _name_conflicts(body.name or ""), ctx.session_factory.begin() as s:
         row = s.get(Datasource, datasource_id, with_for_update=True)
         if row is None:
             raise NotFound(f"datasource {datasource_id} not found")
+        if body.name is not None and body.name != row.name:
+            datasources.refuse_if_used(s, row, "rename")
         for fld, col in (("name", "name"), ("kind", "kind"), ("host", "host"), ("port", "port"),
                          ("database", "database"), ("user", "username"),
                          ("options", "options"), ("description", "description")):  # fmt: skip
@@ -135,6 +142,7 @@ def update_datasource(
     dependencies=[Depends(authorize("define", datasource_target))],
 )
 def delete_datasource(datasource_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Response:
+    """Delete it; 409 naming the live workflows that still use it."""
     with ctx.session_factory.begin() as s:
         if not datasources.delete(s, datasource_id):
             raise NotFound(f"datasource {datasource_id} not found")

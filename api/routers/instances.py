@@ -20,6 +20,7 @@ from api.schemas_instances import (
     InstanceDetail,
     InstancePage,
     InstanceSummary,
+    PendingCommandOut,
     TaskInstanceOut,
     TaskInstancePage,
 )
@@ -91,6 +92,9 @@ def get_instance(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Insta
         children = q_children.children_of(s, subs) if subs else {}
         for t in detail.tasks:
             t.child_instance_id = children.get(t.id)
+        pending = control.pending_commands(s, [instance_id]).get(instance_id)
+        if pending is not None:
+            detail.pending_command = PendingCommandOut(**vars(pending))
     explain_waiting(ctx, instance, tasks, detail)
     return detail
 

@@ -1,5 +1,5 @@
-"""/schedules (CRUD and preview), /cron/preview, /backfills (progress, stop), and the backfill
-branch of POST /workflows/{id}/runs."""
+"""/schedules (CRUD and preview), /cron/preview, /backfills (list, progress, stop), and the
+backfill branch of POST /workflows/{id}/runs."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from api.auth_scope import (
     schedule_target,
 )
 from api.deps import ApiContext, get_ctx
-from api.schemas import ERROR_RESPONSES, DbId, Limit, Offset, RunRequest
+from api.routers import ui_views
+from api.schemas import ERROR_RESPONSES, MAX_ID, DbId, Limit, Offset, RunRequest
 from api.schemas_schedules import (
     BackfillAccepted,
     BackfillOut,
@@ -262,6 +263,21 @@ def submit_backfill(ctx: ApiContext, workflow_id: int, req: RunRequest) -> Backf
     )
     return BackfillAccepted(
         instance_id=first[0], instance_ids=first, backfill_id=backfill_id, dates=dates
+    )
+
+
+@router.get("/backfills", response_model=ui_views.BackfillPage, tags=["backfills"])
+def list_backfills(
+    workflow_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    me: Principal = Depends(authorize("read")),
+    ctx: ApiContext = Depends(get_ctx),
+) -> ui_views.BackfillPage:
+    """Backfills of the caller's projects, newest first, with their progress (dates, submitted,
+    finished, failed); each one's dates are at GET /backfills/{id}. As GET /ui/backfills."""
+    return ui_views.backfill_page(
+        workflow_id=workflow_id, limit=limit, offset=offset, me=me, ctx=ctx
     )
 
 

@@ -28,6 +28,7 @@ from api.schemas import (
     WorkflowDetail,
     WorkflowPage,
     WorkflowSummary,
+    check_run_params,
 )
 from core.errors import Conflict, ValidationError
 from core.spec import WorkflowSpec, parse_workflow_spec
@@ -82,7 +83,12 @@ def _name_conflicts(name: str) -> Iterator[None]:
         raise
 
 
-def _parse_for_put(body: dict[str, Any], workflow_id: int) -> WorkflowSpec:
+def _parse(body: dict[str, Any], ctx: ApiContext) -> WorkflowSpec:
+    """On write: unknown task fields and parameter values over the limit are refused too."""
+    return parse_workflow_spec(body, strict=True, max_param_bytes=ctx.settings.api.max_param_bytes)
+
+
+def _parse_for_put(body: dict[str, Any], workflow_id: int, ctx: ApiContext) -> WorkflowSpec:
     raw = dict(body)
     given = raw.pop("id", workflow_id)
     if given != workflow_id:
@@ -92,7 +98,7 @@ def _parse_for_put(body: dict[str, Any], workflow_id: int) -> WorkflowSpec:
         )
     for key in READ_ONLY_FIELDS:
         raw.pop(key, None)
-    return parse_workflow_spec(raw)
+    return _parse(raw, ctx)
 
 
 @router.post(
@@ -108,7 +114,7 @@ def create_workflow(
     """Create a workflow (version 1) in ``project`` (default "default"); 422 names the offending
     tasks, 409 on a duplicate name."""
     project = take_project(body)
-    spec = parse_workflow_spec(body)
+    spec = _parse(body, ctx)
     with _name_conflicts(spec.name), ctx.session_factory.begin() as s:
         check_definition(s, project, spec)
         d, v = definitions.create_workflow(s, spec)
@@ -194,7 +200,7 @@ def update_workflow(
     ``project`` in the body must be the workflow's (a workflow never changes project)."""
     with ctx.session_factory() as s:
         project = take_project(body, q_projects.of_workflow(s, workflow_id))
-    spec = _parse_for_put(body, workflow_id)
+    spec = _parse_for_put(body, workflow_id, ctx)
     with _name_conflicts(spec.name), ctx.session_factory.begin() as s:
         check_definition(s, project, spec)
         d, v = definitions.add_version(s, workflow_id, spec)
@@ -229,6 +235,7 @@ def run_workflow(
 ) -> RunAccepted:
     """Write a SUBMITTED instance and its START_PROCESS command in one transaction."""
     req = body or RunRequest()
+    check_run_params(req, ctx.settings.api.max_param_bytes)
     if req.backfill is not None:  # dates of a range or list: see api/routers/schedules.py
         accepted = schedules.submit_backfill(ctx, workflow_id, req)
         return JSONResponse(accepted.model_dump(mode="json"), status_code=202)  # type: ignore[return-value]
