@@ -29,6 +29,15 @@ _SUBMITTED = text(
 _PENDING = text("SELECT count(*) FROM alert WHERE status = :wait")
 
 
+V1 = "/api/v1"
+CLUSTER_FAMILIES = (
+    ("dagkeeper_workflow_instances", "Live workflow instances by state"),
+    ("dagkeeper_queue_waiting_in_db", "Attempts SUBMITTED in PostgreSQL, not yet in the queue"),
+    ("dagkeeper_alerts_pending", "Alert rows waiting to be sent"),
+    ("dagkeeper_queue_depth", "Entries in the ZooKeeper queue of a group"),
+)
+
+
 class RequestTimer:
     """ASGI middleware: one histogram observation per HTTP request (route template, not path)."""
 
@@ -52,6 +61,8 @@ class RequestTimer:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
+            if scope.get("path", "").startswith(V1) and not path.startswith(V1) and route:
+                path = V1 + path  # an included router's route carries its own path only
             metrics.API_REQUESTS.labels(path, scope.get("method", ""), str(status[0])).observe(
                 time.perf_counter() - start
             )
@@ -82,7 +93,7 @@ def _cluster(ctx: ApiContext) -> Iterable[metrics.Sample]:
 def install(app: FastAPI, ctx: ApiContext) -> None:
     """Add the timer middleware, GET /metrics and the scrape-time sources of this app."""
     app.add_middleware(RequestTimer)
-    metrics.add_source("api.cluster", lambda: _cluster(ctx))
+    metrics.add_source("api.cluster", lambda: _cluster(ctx), CLUSTER_FAMILIES)
     metrics.add_source("api.zk", metrics.zk_source(lambda: ctx.zk.client.state))
     engine: Any = ctx.owned_engine or getattr(ctx.session_factory, "kw", {}).get("bind")
     if engine is not None:

@@ -135,6 +135,7 @@ def alert_sent(kind: str, ok: bool) -> None:
 # -- values read at scrape time ---------------------------------------------------------------
 
 Sample = tuple[str, str, dict[str, str], float]  # (metric name, help, labels, value)
+Family = tuple[tuple[str, str], ...]  # (metric name, help) a source always exports
 
 
 class _Sources(Collector):
@@ -143,11 +144,13 @@ class _Sources(Collector):
 
     def __init__(self) -> None:
         self._fns: dict[str, Callable[[], Iterable[Sample]]] = {}
+        self._declared: dict[str, Family] = {}
         self._lock = threading.Lock()
 
-    def add(self, key: str, fn: Callable[[], Iterable[Sample]]) -> None:
+    def add(self, key: str, fn: Callable[[], Iterable[Sample]], declares: Family) -> None:
         with self._lock:
             self._fns[key] = fn
+            self._declared[key] = declares
 
     def clear(self) -> None:
         with self._lock:
@@ -159,6 +162,7 @@ class _Sources(Collector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             fns = list(self._fns.items())
+            declared = [d for k in self._fns for d in self._declared.get(k, ())]
         families: dict[str, GaugeMetricFamily] = {}
         for key, fn in fns:
             try:
@@ -171,6 +175,8 @@ class _Sources(Collector):
                 if fam is None:
                     fam = families[name] = GaugeMetricFamily(name, doc, labels=sorted(labels))
                 fam.add_metric([labels[k] for k in sorted(labels)], float(value))
+        for name, doc in declared:  # a family without samples now is still exported (empty)
+            families.setdefault(name, GaugeMetricFamily(name, doc))
         yield from families.values()
 
 
@@ -178,9 +184,10 @@ SOURCES = _Sources()
 REGISTRY.register(SOURCES)
 
 
-def add_source(key: str, fn: Callable[[], Iterable[Sample]]) -> None:
-    """Register (or replace) a scrape-time source of gauge samples."""
-    SOURCES.add(key, fn)
+def add_source(key: str, fn: Callable[[], Iterable[Sample]], declares: Family = ()) -> None:
+    """Register (or replace) a scrape-time source of gauge samples; the families it
+    ``declares`` are exported even while it has no sample of them."""
+    SOURCES.add(key, fn, declares)
 
 
 ZK_STATES = ("CONNECTED", "SUSPENDED", "LOST")

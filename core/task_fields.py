@@ -203,7 +203,8 @@ TYPE_FIELDS: dict[str, frozenset[str]] = {
     for name, fields in {
         "SHELL": "command",
         "PYTHON": "script interpreter",
-        "SQL": "datasource sql pre_statements post_statements query max_rows output_first_row",
+        "SQL": "datasource sql pre_statements post_statements query max_rows output_first_row"
+        " send_email display_rows email_title alert_group",
         "PROCEDURE": "datasource procedure in_params out_params arg_order",
         "HTTP": "url method headers body timeout success_codes expect_body_contains"
         " follow_redirects",

@@ -69,7 +69,9 @@ def install(server: MasterServer) -> None:
         return [("dagkeeper_cron_leader", "1 while this master leads cron", {},
                  float(server.cron.was_leader))]  # fmt: skip
 
-    metrics.add_source("master.held", held)
+    metrics.add_source("master.held", held, (
+        ("dagkeeper_queue_held_back", "Attempts held in PostgreSQL while the queue is full"),
+    ))  # fmt: skip
     metrics.add_source("master.cron", cron)
     metrics.add_source("master.zk", metrics.zk_source(lambda: server.zk.client.state))
     metrics.add_source("master.pool", metrics.pool_source(server.engine.pool))
