@@ -295,7 +295,6 @@ def create_app(
     docs.install(app)
 
     install_metrics(app, ctx)  # GET /metrics and the request timer (outermost)
-    install_metrics(app, ctx)  # GET /metrics and the request timer (outermost)
     app.include_router(_probes())
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate)])
     v1.include_router(transfer.router)  # before workflows: /workflows/import

@@ -118,8 +118,6 @@ class PendingCommandOut(BaseModel):
 
 class InstanceDetail(InstanceSummary):
     tasks: list[TaskAttemptSummary]
-    # tasks of this run without an attempt yet, each with its waiting_reason
-    not_started: list[NotStartedOut] = []
     pending_command: PendingCommandOut | None = None
     # tasks of this run without an attempt yet, each with its waiting_reason
     not_started: list[NotStartedOut] = []
