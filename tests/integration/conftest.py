@@ -1,8 +1,9 @@
 """Integration fixtures every module may ask for by name: the test's database (``engine``,
 ``sf``), ZooKeeper clients (``zk``, ``kz``), masters and workers serving in threads (``cluster``,
-``start_worker``), the API (``api``), and ``proc_cluster``: masters and workers as real child
-processes (tests/chaos/harness.py) for kill -9, SIGSTOP and restarts, with their logs printed when
-a test fails. The helpers behind them are in support.py and task_type_support.py."""
+``start_worker``, and ``bench`` for the tests that play the master to real workers), the API
+(``api``), and ``proc_cluster``: masters and workers as real child processes
+(tests/chaos/harness.py) for kill -9, SIGSTOP and restarts, with their logs printed when a test
+fails. The helpers behind them are in support.py and task_type_support.py."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chaos"))
 pytest.register_assert_rewrite("support", "task_type_support", "sql_servers")
 import harness  # noqa: E402
 from support import Cluster, api_client  # noqa: E402
+from task_type_support import Bench  # noqa: E402
 from zk_acl import kazoo_acl  # noqa: E402
 
 from coord.zk import ZkClient  # noqa: E402
@@ -79,6 +81,17 @@ def cluster(settings: Settings) -> Iterator[Cluster]:
 def start_worker(cluster: Cluster) -> Callable[..., WorkerServer]:
     """Start a WorkerServer serving in a thread; keyword arguments override worker settings."""
     return cluster.start_worker
+
+
+@pytest.fixture
+def bench(
+    sf: SessionFactory,
+    zk: ZkClient,
+    start_worker: Callable[..., WorkerServer],
+    timeout_scale: float,
+) -> Bench:
+    """The worker tests' side of a cluster: they play the master, real workers run the tasks."""
+    return Bench(sf, zk, timeout_scale, start_worker)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ ZooKeeper queue, and waits on the rows while real workers (the ``start_worker`` 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,47 @@ def run_tasks(
     return run, {i: got[i] for i in run.task_ids}  # in task order
 
 
+@dataclass
+class Bench:
+    """The worker tests' side: the test plays the master on the test's database (``sf``) and
+    ZooKeeper (``zk``), and real workers (``start_worker``) run what it queues; waits are scaled
+    by ``scale`` (the ``bench`` fixture)."""
+
+    sf: SessionFactory
+    zk: ZkClient
+    scale: float
+    start_worker: Callable[..., WorkerServer]
+
+    def create(self, tasks: list[str | dict[str, Any]], wf_priority: int = 2) -> Run:
+        return create_run(self.sf, tasks, wf_priority)
+
+    def push(self, run: Run, wf_priority: int = 2) -> None:
+        push(self.zk, run, wf_priority)
+
+    def rows(self, ids: list[int]) -> dict[int, TaskInstance]:
+        return rows(self.sf, ids)
+
+    def row(self, ti: int) -> TaskInstance:
+        return rows(self.sf, [ti])[ti]
+
+    def wait(
+        self, ids: list[int], states: set[str] = TERMINAL, timeout: float = 30.0
+    ) -> dict[int, TaskInstance]:
+        return wait_rows(self.sf, ids, self.scale, states, timeout)
+
+    def run_tasks(
+        self, tasks: list[str | dict[str, Any]], timeout: float = 30.0
+    ) -> tuple[Run, dict[int, TaskInstance]]:
+        return run_tasks(self.sf, self.zk, tasks, self.scale, timeout)
+
+    def running(self, task: str | dict[str, Any]) -> tuple[int, TaskInstance]:
+        """Create and queue one task; its id and row once a worker runs it."""
+        run = self.create([task])
+        self.push(run)
+        ti = run.task_ids[0]
+        return ti, self.wait([ti], states={"RUNNING"})[ti]
+
+
 def log_of(row: TaskInstance) -> str:
     return Path(row.log_path or "").read_text() if row.log_path else ""
 
@@ -133,6 +175,7 @@ def session_of(w: WorkerServer) -> ZkClient:
 
 __all__ = [
     "TERMINAL",
+    "Bench",
     "Run",
     "create_run",
     "gone",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,14 +14,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from support import api_client
-from task_type_support import create_run, log_of, push, wait_rows
+from task_type_support import Bench, log_of
 
 from coord.zk import ZkClient
 from core.crypto import KEY_FILE, SecretBox
 from core.settings import Settings
 from db.engine import SessionFactory
 from ops.localserver import PostgresServer
-from worker.server import WorkerServer
 
 TOKEN = "test-token-ds"
 SECRET = "s3cr3t-Pa55word!"
@@ -120,10 +119,8 @@ def test_password_never_in_task_logs_shipped_chunks_worker_logs_or_api(
     settings: Settings,
     db_url: str,
     pg_server: PostgresServer,
-    start_worker: Callable[..., WorkerServer],
-    zk: ZkClient,
+    bench: Bench,
     caplog: pytest.LogCaptureFixture,
-    timeout_scale: float,
 ) -> None:
     """A SQL task that works and one whose connection fails, on datasources made through the API:
     the password is in none of the task logs, their copies shipped to PostgreSQL, the worker's and
@@ -135,14 +132,12 @@ def test_password_never_in_task_logs_shipped_chunks_worker_logs_or_api(
             "name": name, "kind": "POSTGRESQL", "host": "127.0.0.1", "port": pg_server.port,
             "database": database, "user": "postgres", "password": SECRET})  # fmt: skip
         assert r.status_code == 201 and SECRET not in r.text
-    start_worker()
-    run = create_run(sf, [
+    bench.start_worker()
+    run, got = bench.run_tasks([
         {"type": "SQL", "datasource": "good", "sql": "SELECT current_database() AS db"},
         {"type": "SQL", "datasource": "bad", "sql": "SELECT 1"},
     ])  # fmt: skip
-    push(zk, run)
-    got = wait_rows(sf, run.task_ids, timeout_scale)
-    ok, failed = (got[i] for i in run.task_ids)
+    ok, failed = got.values()
     assert (ok.state, failed.state) == ("SUCCESS", "FAILURE")
     assert "no_such_database" in log_of(failed)  # the failure is explained ...
     with sf() as s:

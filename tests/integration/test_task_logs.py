@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.client
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,13 @@ from fastapi.testclient import TestClient
 from harness import Cluster
 from sqlalchemy import text
 from support import api_client
-from task_type_support import create_run, push, rows, wait_rows
+from task_type_support import Bench
 
 from coord.zk import ZkClient
 from core.settings import Settings
 from core.tasklogs import resolve_token
 from db.engine import SessionFactory
 from ops.localserver import free_port, wait_for
-from worker.server import WorkerServer
 
 BIG = "seq -f 'row %g xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' 1 3000"
 
@@ -65,33 +63,24 @@ def raw_get(url: str, path: str, token: str | None) -> tuple[int, bytes]:
 
 
 def test_logs_are_shipped_and_served_by_log_server_and_api(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    settings: Settings,
-    tmp_path: Path,
-    timeout_scale: float,
+    bench: Bench, zk: ZkClient, settings: Settings, tmp_path: Path
 ) -> None:
-    w = start_worker()
+    w = bench.start_worker()
     # tasks that print nothing cost the shipper nothing: not one statement
-    quiet = create_run(sf, ["true"] * 10)
-    push(zk, quiet)
-    wait_rows(sf, quiet.task_ids, timeout_scale)
+    bench.run_tasks(["true"] * 10)
     assert w.executor.shipper.stats["batches"] == 0
-    run = create_run(sf, ["printf 'one\\ntwo\\nthree'", "true", BIG])
-    push(zk, run)
-    got = wait_rows(sf, run.task_ids, timeout_scale)
+    run, got = bench.run_tasks(["printf 'one\\ntwo\\nthree'", "true", BIG])
     small, empty, big = run.task_ids
     assert all(r.state == "SUCCESS" for r in got.values())
 
     # PostgreSQL holds each log byte for byte; an empty log shipped nothing
-    assert not chunks_of(sf, empty)
+    assert not chunks_of(bench.sf, empty)
     for ti in (small, big):
-        c = chunks_of(sf, ti)
+        c = chunks_of(bench.sf, ti)
         assert b"".join(bytes(r.data) for r in c) == Path(got[ti].log_path or "").read_bytes()
         assert [r.seq for r in c] == list(range(len(c)))
-    assert len(chunks_of(sf, small)) == 1  # a tiny log: one chunk, shipped with its end
-    big_chunks = chunks_of(sf, big)
+    assert len(chunks_of(bench.sf, small)) == 1  # a tiny log: one chunk, shipped with its end
+    big_chunks = chunks_of(bench.sf, big)
     assert len(big_chunks) >= 2 and all(len(r.data) <= 65536 for r in big_chunks)
     assert all(bytes(r.data).endswith(b"\n") for r in big_chunks)  # cut at line ends
     assert big_chunks[-1].first_line + big_chunks[-1].line_count == 3000
@@ -112,7 +101,7 @@ def test_logs_are_shipped_and_served_by_log_server_and_api(
     assert httpx.get(f"{url}/logs/{10**12}", headers=auth).status_code == 404
 
     # the API on another machine (another log dir): served from PostgreSQL
-    with api_on(settings, sf, zk, tmp_path / "elsewhere") as api:
+    with api_on(settings, bench.sf, zk, tmp_path / "elsewhere") as api:
         body = api.get(f"/api/v1/task-instances/{small}/log").json()
         assert body == {"lines": ["one", "two", "three"], "next": 3, "complete": True,
                         "available": True}  # fmt: skip
@@ -128,50 +117,36 @@ def test_logs_are_shipped_and_served_by_log_server_and_api(
 
 
 def test_log_server_follow_streams_lines_until_the_task_ends(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    settings: Settings,
-    timeout_scale: float,
+    bench: Bench, settings: Settings
 ) -> None:
-    w = start_worker()
+    w = bench.start_worker()
     assert w.logserver is not None
-    run = create_run(sf, ['for i in $(seq 1 10); do echo "tick $i"; sleep 0.2; done; printf end'])
-    push(zk, run)
-    ti = run.task_ids[0]
-    wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})
-    wait_for(lambda: w.executor.shipper.path_of(ti), 5 * timeout_scale, what="attempt tracked")
+    ti, _ = bench.running('for i in $(seq 1 10); do echo "tick $i"; sleep 0.2; done; printf end')
+    wait_for(lambda: w.executor.shipper.path_of(ti), 5 * bench.scale, what="attempt tracked")
     seen: list[tuple[str, str]] = []
     with httpx.stream(
         "GET",
         f"{w.logserver.url}/logs/{ti}",
         params={"follow": "true", "skip": 2},
         headers={"Authorization": f"Bearer {resolve_token(settings)}"},
-        timeout=httpx.Timeout(10 * timeout_scale),
+        timeout=httpx.Timeout(10 * bench.scale),
     ) as r:
         assert r.status_code == 200
         for line in r.iter_lines():
-            seen.append((line, rows(sf, [ti])[ti].state))
+            seen.append((line, bench.row(ti).state))
     assert [x for x, _ in seen] == [f"tick {i}" for i in range(3, 11)] + ["end"]
     assert seen[0][1] == "RUNNING"  # the first lines came while the task was still writing
 
 
 def test_log_requests_that_try_to_escape_the_log_dir_are_refused(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    settings: Settings,
-    tmp_path: Path,
-    timeout_scale: float,
+    bench: Bench, zk: ZkClient, settings: Settings, tmp_path: Path
 ) -> None:
-    w = start_worker()
+    w = bench.start_worker()
     assert w.logserver is not None
     url, token = w.logserver.url, resolve_token(settings)
     secret = tmp_path / "outside.txt"
     secret.write_text("TOPSECRET\n")
-    run = create_run(sf, ["echo a", "echo b", "echo c"])
-    push(zk, run)
-    got = wait_rows(sf, run.task_ids, timeout_scale)
+    run, got = bench.run_tasks(["echo a", "echo b", "echo c"])
     by_abs, by_dots, by_link = run.task_ids
     # paths in the URL: only a task-instance id is accepted, nothing is resolved from it
     for path in (
@@ -186,7 +161,7 @@ def test_log_requests_that_try_to_escape_the_log_dir_are_refused(
         status, body = raw_get(url, path, token)
         assert status == 404 and b"root:" not in body and b"TOPSECRET" not in body, path
     # recorded paths that leave the log dir: absolute, with '..', a symlink out of it
-    with sf.begin() as s:
+    with bench.sf.begin() as s:
         s.execute(text("UPDATE task_instance SET log_path = :p WHERE id = :i"),
                   {"p": str(secret), "i": by_abs})  # fmt: skip
         s.execute(text("UPDATE task_instance SET log_path = :p WHERE id = :i"),
@@ -201,7 +176,7 @@ def test_log_requests_that_try_to_escape_the_log_dir_are_refused(
         assert raw_get(url, f"/logs/{ti}/download", token)[0] == 403
     # the API refuses them too: reading its own log dir, or asking the worker's log server
     for log_dir in (None, tmp_path / "elsewhere"):
-        with api_on(settings, sf, zk, log_dir) as api:
+        with api_on(settings, bench.sf, zk, log_dir) as api:
             for ti in (by_abs, by_dots, by_link):
                 for sub in ("log", "log/download"):
                     r = api.get(f"/api/v1/task-instances/{ti}/{sub}")

@@ -7,15 +7,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from task_type_support import create_run, log_of, push, run_tasks, wait_rows
-
-from coord.zk import ZkClient
-from db.engine import SessionFactory
-from worker.server import WorkerServer
+from task_type_support import Bench, log_of
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -70,17 +66,9 @@ def server() -> Iterator[str]:
     httpd.server_close()
 
 
-def test_http_requests_conditions_and_capped_log(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    server: str,
-    timeout_scale: float,
-) -> None:
-    start_worker(http_max_body_bytes=1000)
-    _, got = run_tasks(
-        sf,
-        zk,
+def test_http_requests_conditions_and_capped_log(bench: Bench, server: str) -> None:
+    bench.start_worker(http_max_body_bytes=1000)
+    _, got = bench.run_tasks(
         [
             {
                 "type": "HTTP",
@@ -98,7 +86,6 @@ def test_http_requests_conditions_and_capped_log(
             {"type": "HTTP", "url": server + "/evil"},
             {"type": "HTTP", "url": "http://127.0.0.1:1/refused"},
         ],
-        timeout_scale,
     )
     echo, fail, fail_ok, nobody, big, evil, refused = got.values()
     assert (echo.state, echo.output) == ("SUCCESS", {"status_code": "200"})
@@ -118,28 +105,21 @@ def test_http_requests_conditions_and_capped_log(
     assert "request failed" in log_of(refused)
 
 
-def test_http_kill_and_timeout_end_a_hanging_request(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    server: str,
-    timeout_scale: float,
-) -> None:
-    w = start_worker(kill_grace_s=0.5)
-    run = create_run(
-        sf,
+def test_http_kill_and_timeout_end_a_hanging_request(bench: Bench, server: str) -> None:
+    w = bench.start_worker(kill_grace_s=0.5)
+    run = bench.create(
         [
             {"type": "HTTP", "url": server + "/slow"},
             {"type": "HTTP", "url": server + "/slow", "timeout": 0.5},
         ],
     )
-    push(zk, run)
+    bench.push(run)
     slow, timed = run.task_ids
-    timed_row = wait_rows(sf, [timed], timeout_scale, timeout=10)[timed]
+    timed_row = bench.wait([timed], timeout=10)[timed]
     assert (timed_row.state, timed_row.exit_code) == ("FAILURE", 3)
     assert "timed out" in log_of(timed_row)
-    wait_rows(sf, [slow], timeout_scale, states={"RUNNING"})
+    bench.wait([slow], states={"RUNNING"})
     t0 = time.monotonic()
     assert w.kill_task(slow)
-    row = wait_rows(sf, [slow], timeout_scale, timeout=5)[slow]
+    row = bench.wait([slow], timeout=5)[slow]
     assert row.state == "KILL" and time.monotonic() - t0 < 5

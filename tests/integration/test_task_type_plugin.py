@@ -7,12 +7,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import api_client
-from task_type_support import log_of, run_tasks
+from task_type_support import Bench, log_of
 
 import worker.task_types as worker_types
 from coord.zk import ZkClient
@@ -20,8 +20,6 @@ from core import task_types
 from core.errors import ValidationError
 from core.settings import Settings
 from core.spec import parse_workflow_spec
-from db.engine import SessionFactory
-from worker.server import WorkerServer
 
 PLUGIN_SRC = Path(__file__).resolve().parent.parent / "plugins" / "dk_echo_plugin"
 
@@ -48,12 +46,7 @@ def echo_plugin(tmp_path: Path, timeout_scale: float) -> Iterator[Path]:
 
 
 def test_plugin_type_is_validated_and_runs_on_a_worker(
-    echo_plugin: Path,
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    settings: Settings,
-    timeout_scale: float,
+    bench: Bench, echo_plugin: Path, zk: ZkClient, settings: Settings
 ) -> None:
     assert "ECHO" in task_types.load_plugins(force=True)
     assert "ECHO" in task_types.known_types()
@@ -62,20 +55,17 @@ def test_plugin_type_is_validated_and_runs_on_a_worker(
         parse_workflow_spec({"name": "w", "tasks": [{"name": "e", "type": "echo", "times": 99}]})
     assert "task 'e': message: is required" in e.value.message and "times" in e.value.message
 
-    with api_client(settings, sf, zk) as c:
+    with api_client(settings, bench.sf, zk) as c:
         ok = {"name": "wf", "tasks": [{"name": "e", "type": "ECHO", "message": "hi"}]}
         assert c.post("/api/v1/workflows", json=ok).status_code == 201
         bad = {"name": "wf2", "tasks": [{"name": "e", "type": "ECHO", "times": 2}]}
         r = c.post("/api/v1/workflows", json=bad)
         assert r.status_code == 422 and "message" in r.json()["error"]["message"]
 
-    start_worker()  # discovers the entry point at start
+    bench.start_worker()  # discovers the entry point at start
     assert "ECHO" in worker_types.supported_types()
-    _, got = run_tasks(
-        sf,
-        zk,
+    _, got = bench.run_tasks(
         [{"type": "ECHO", "message": "hello-plugin", "times": 3, "env": {"greeting": "hey"}}],
-        timeout_scale,
     )
     (row,) = got.values()
     assert (row.state, row.output) == ("SUCCESS", {"echoed": "hello-plugin"}), log_of(row)

@@ -4,25 +4,12 @@ the interpreter from the task or the worker setting, failure exit codes and kill
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from task_type_support import (
-    create_run,
-    gone,
-    log_of,
-    push,
-    read_text,
-    rows,
-    run_tasks,
-    wait_rows,
-)
+from task_type_support import Bench, gone, log_of, read_text
 
-from coord.zk import ZkClient
-from db.engine import SessionFactory
 from ops.localserver import wait_for
-from worker.server import WorkerServer
 
 
 @pytest.fixture
@@ -34,23 +21,15 @@ def wrapper(tmp_path: Path) -> Path:
     return path
 
 
-def test_python_params_outputs_interpreters_and_failure(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    wrapper: Path,
-    timeout_scale: float,
-) -> None:
-    start_worker()
+def test_python_params_outputs_interpreters_and_failure(bench: Bench, wrapper: Path) -> None:
+    bench.start_worker()
     script = (
         "import os, sys\n"
         "print('hello', os.environ['who'])\n"
         "print('exe', sys.executable, os.environ.get('MARK', 'plain'))\n"
         "print('${setValue(total=%d)}' % (int(os.environ['n']) * 2))\n"
     )
-    _, got = run_tasks(
-        sf,
-        zk,
+    _, got = bench.run_tasks(
         [
             {"type": "PYTHON", "script": script, "env": {"who": "world", "n": "21"}},
             {
@@ -62,7 +41,6 @@ def test_python_params_outputs_interpreters_and_failure(
             {"type": "PYTHON", "script": "import sys\nprint('bad')\nsys.exit(3)"},
             {"type": "PYTHON", "script": "print(1)", "interpreter": "/no/such/python"},
         ],
-        timeout_scale,
     )
     plain, wrapped, bad, missing = got.values()
     assert (plain.state, plain.exit_code, plain.output) == ("SUCCESS", 0, {"total": "42"})
@@ -74,14 +52,9 @@ def test_python_params_outputs_interpreters_and_failure(
 
 
 def test_worker_python_setting_and_kill_reaches_children(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    wrapper: Path,
-    tmp_path: Path,
-    timeout_scale: float,
+    bench: Bench, wrapper: Path, tmp_path: Path
 ) -> None:
-    w = start_worker(python=str(wrapper), kill_grace_s=0.5)
+    w = bench.start_worker(python=str(wrapper), kill_grace_s=0.5)
     pids = tmp_path / "pids"
     script = (
         "import os, subprocess, time\n"
@@ -89,15 +62,12 @@ def test_worker_python_setting_and_kill_reaches_children(
         f"p = subprocess.Popen(['sleep', '300'])\nopen({str(pids)!r}, 'w').write(str(p.pid))\n"
         "time.sleep(300)\n"
     )
-    run = create_run(sf, [{"type": "PYTHON", "script": script}])
-    push(zk, run)
-    ti = run.task_ids[0]
-    row = wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})[ti]
-    wait_for(lambda: read_text(pids).strip(), 10 * timeout_scale, what="child pid")
+    ti, row = bench.running({"type": "PYTHON", "script": script})
+    wait_for(lambda: read_text(pids).strip(), 10 * bench.scale, what="child pid")
     child = int(read_text(pids))
     assert w.kill_task(ti)
-    done = wait_rows(sf, [ti], timeout_scale, timeout=10)[ti]
+    done = bench.wait([ti], timeout=10)[ti]
     assert done.state == "KILL"
     assert row.pid is not None and gone(row.pid)
-    wait_for(lambda: gone(child), 5 * timeout_scale, what="child killed")
-    assert "wrapped" in log_of(rows(sf, [ti])[ti])
+    wait_for(lambda: gone(child), 5 * bench.scale, what="child killed")
+    assert "wrapped" in log_of(bench.row(ti))

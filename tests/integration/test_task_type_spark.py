@@ -11,27 +11,14 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
-from task_type_support import (
-    create_run,
-    gone,
-    log_of,
-    push,
-    read_text,
-    rows,
-    run_tasks,
-    wait_rows,
-)
+from task_type_support import Bench, gone, log_of, read_text
 
-from coord.zk import ZkClient
 from core.settings import Settings
-from db.engine import SessionFactory
 from ops.localserver import wait_for
-from worker.server import WorkerServer
 
 FAKE = """#!/bin/sh
 python3 -c 'import json, sys; print("ARGV " + json.dumps(sys.argv[1:]))' "$@"
@@ -56,18 +43,10 @@ def argv_of(log: str) -> list[str]:
 
 
 def test_spark_submit_argv_from_fields_and_kill(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    fake_submit: Path,
-    settings: Settings,
-    tmp_path: Path,
-    timeout_scale: float,
+    bench: Bench, fake_submit: Path, settings: Settings, tmp_path: Path
 ) -> None:
-    w = start_worker(spark_submit=str(fake_submit), kill_grace_s=0.5)
-    _, got = run_tasks(
-        sf,
-        zk,
+    w = bench.start_worker(spark_submit=str(fake_submit), kill_grace_s=0.5)
+    _, got = bench.run_tasks(
         [
             {"type": "SPARK", "app": "/apps/etl.jar", "main_class": "com.example.Etl",
              "master": "yarn", "deploy_mode": "cluster", "driver_memory": "2g",
@@ -77,7 +56,6 @@ def test_spark_submit_argv_from_fields_and_kill(
             {"type": "SPARK", "app": "/apps/job.py", "py_files": ["dep.zip"], "app_name": "nightly"},
             {"type": "SPARK", "app": "/apps/local.py", "master": "local[2]"},
         ],
-        timeout_scale,
     )  # fmt: skip
     jar, py, local = got.values()
     assert jar.state == "SUCCESS", log_of(jar)
@@ -100,14 +78,11 @@ def test_spark_submit_argv_from_fields_and_kill(
 
     # kill reaches spark-submit's children (the driver JVM in real life)
     pids = tmp_path / "pids"
-    run = create_run(sf, [{"type": "SPARK", "app": "x.py", "env": {"FAKE_SLEEP_PIDS": str(pids)}}])
-    push(zk, run)
-    ti = run.task_ids[0]
-    wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})
-    wait_for(lambda: read_text(pids).strip(), 10 * timeout_scale, what="child started")
+    ti, _ = bench.running({"type": "SPARK", "app": "x.py", "env": {"FAKE_SLEEP_PIDS": str(pids)}})
+    wait_for(lambda: read_text(pids).strip(), 10 * bench.scale, what="child started")
     child = int(read_text(pids))
     assert w.kill_task(ti)
-    assert wait_rows(sf, [ti], timeout_scale, timeout=5)[ti].state == "KILL"
+    assert bench.wait([ti], timeout=5)[ti].state == "KILL"
     wait_for(lambda: gone(child), 5, what="spark child killed")
 
 
@@ -119,13 +94,7 @@ def _pyspark_path() -> str | None:
     return "" if importlib.util.find_spec("pyspark") is not None else None
 
 
-def test_real_spark_word_count_in_local_mode(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    tmp_path: Path,
-    timeout_scale: float,
-) -> None:
+def test_real_spark_word_count_in_local_mode(bench: Bench, tmp_path: Path) -> None:
     path = _pyspark_path()
     if path is None or shutil.which("java") is None:
         pytest.skip(
@@ -151,14 +120,11 @@ def test_real_spark_word_count_in_local_mode(
     )
     env = {"SPARK_HOME": str(spark_home), "PYSPARK_PYTHON": sys.executable,
            "PYSPARK_DRIVER_PYTHON": sys.executable, **({"PYTHONPATH": path} if path else {})}  # fmt: skip
-    w = start_worker(spark_submit=str(submit), kill_grace_s=2)
+    w = bench.start_worker(spark_submit=str(submit), kill_grace_s=2)
     t0 = time.monotonic()
-    _, got = run_tasks(
-        sf,
-        zk,
+    _, got = bench.run_tasks(
         [{"type": "SPARK", "app": str(app), "master": "local[1]", "args": [str(words)],
           "conf": {"spark.ui.enabled": "false"}, "driver_memory": "512m", "env": env}],
-        timeout_scale,
         timeout=180,
     )  # fmt: skip
     (row,) = got.values()
@@ -177,24 +143,21 @@ def test_real_spark_word_count_in_local_mode(
         "spark = SparkSession.builder.getOrCreate()\nprint('SPARK-READY', flush=True)\n"
         "time.sleep(300)\n"
     )
-    run = create_run(
-        sf,
+    run = bench.create(
         [{"type": "SPARK", "app": str(hold), "master": "local[1]",
           "conf": {"spark.ui.enabled": "false"}, "env": env}],
     )  # fmt: skip
-    push(zk, run)
+    bench.push(run)
     ti = run.task_ids[0]
-    pgid = wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})[ti].pid
-    wait_for(
-        lambda: "SPARK-READY" in log_of(rows(sf, [ti])[ti]), 120 * timeout_scale, what="spark up"
-    )
+    pgid = bench.wait([ti], states={"RUNNING"})[ti].pid
+    wait_for(lambda: "SPARK-READY" in log_of(bench.row(ti)), 120 * bench.scale, what="spark up")
     members = [p for p in psutil.process_iter() if _pgid(p.pid) == pgid]
     assert any("java" in (p.name() or "") for p in members), [p.name() for p in members]
     t1 = time.monotonic()
     assert w.kill_task(ti)
     wait_for(lambda: not any(_pgid(p.pid) == pgid for p in members), 5, what="spark group gone")
     took = time.monotonic() - t1
-    killed = wait_rows(sf, [ti], timeout_scale, timeout=5)[ti]
+    killed = bench.wait([ti], timeout=5)[ti]
     assert killed.state == "KILL" and took < 5
     # the application id was recorded before the kill (the handle of a cluster-mode job)
     assert killed.output["spark_application_id"].startswith("local-"), killed.output

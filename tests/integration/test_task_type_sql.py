@@ -12,11 +12,10 @@ from typing import Any
 from sql_servers import MARIA_DB, MARIA_PASSWORD, MARIA_USER, Maria, add_datasource
 from sqlalchemy import create_engine, text
 from support import api_client
-from task_type_support import create_run, log_of, push, run_tasks, wait_rows
+from task_type_support import Bench, log_of
 
 from coord.zk import ZkClient
 from core.settings import Settings
-from db.engine import SessionFactory
 from ops.localserver import PostgresServer, wait_for
 from worker.server import WorkerServer
 
@@ -30,45 +29,29 @@ def all_logs(got: dict[int, Any]) -> str:
 
 
 def kill_once_running(
-    sf: SessionFactory,
-    zk: ZkClient,
-    w: WorkerServer,
-    task: dict[str, Any],
-    sleeping: Callable[[], Any],
-    scale: float,
+    bench: Bench, w: WorkerServer, task: dict[str, Any], sleeping: Callable[[], Any]
 ) -> tuple[int, float]:
     """Run ``task`` on ``w``; once ``sleeping()`` sees its statement on the database server, kill
     the attempt. Its id and the monotonic time of the kill."""
-    run = create_run(sf, [task])
-    push(zk, run)
-    ti = run.task_ids[0]
-    wait_rows(sf, [ti], scale, states={"RUNNING"})
-    wait_for(sleeping, 10 * scale, interval=0.05, what="the statement running")
+    ti, _ = bench.running(task)
+    wait_for(sleeping, 10 * bench.scale, interval=0.05, what="the statement running")
     t0 = time.monotonic()
     assert w.kill_task(ti)
     return ti, t0
 
 
 def test_sql_and_procedure_on_postgresql(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    settings: Settings,
-    pg_server: PostgresServer,
-    target: str,
-    timeout_scale: float,
+    bench: Bench, zk: ZkClient, settings: Settings, pg_server: PostgresServer, target: str
 ) -> None:
     # the datasource is made through the REST API: the API encrypts, the worker decrypts
-    with api_client(settings, sf, zk) as c:
+    with api_client(settings, bench.sf, zk) as c:
         r = c.post("/api/v1/datasources", json={
             "name": "pg", "kind": "POSTGRESQL", "host": "127.0.0.1", "port": pg_server.port,
             "database": target, "user": "postgres", "password": PG_PASSWORD})  # fmt: skip
         assert r.status_code == 201, r.text
-    start_worker()
+    bench.start_worker()
     ds = {"type": "SQL", "datasource": "pg"}
-    _, got = run_tasks(
-        sf,
-        zk,
+    _, got = bench.run_tasks(
         [
             {**ds, "sql": "SELECT id, name FROM items WHERE id >= ${min_id} ORDER BY id",
              "env": {"min_id": "2"}},
@@ -89,7 +72,6 @@ def test_sql_and_procedure_on_postgresql(
             {"type": "PROCEDURE", "datasource": "pg", "procedure": "add_mul",
              "in_params": {"a": "${x}", "b": 4}, "out_params": ["s", "p"], "env": {"x": "3"}},
         ],
-        timeout_scale,
     )  # fmt: skip
     query, inject, update, first, modulo, capped, bad, missing, proc = got.values()
     assert query.state == "SUCCESS", log_of(query)
@@ -116,18 +98,12 @@ def test_sql_and_procedure_on_postgresql(
 
 
 def test_kill_cancels_a_long_postgresql_statement(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    settings: Settings,
-    pg_server: PostgresServer,
-    target: str,
-    timeout_scale: float,
+    bench: Bench, zk: ZkClient, settings: Settings, pg_server: PostgresServer, target: str
 ) -> None:
     add_datasource(
-        settings, sf, "pg", "POSTGRESQL", pg_server.port, target, "postgres", PG_PASSWORD
+        settings, bench.sf, "pg", "POSTGRESQL", pg_server.port, target, "postgres", PG_PASSWORD
     )
-    w = start_worker(kill_grace_s=2)
+    w = bench.start_worker(kill_grace_s=2)
 
     def sleeping() -> list[Any]:
         return pg_server.execute(
@@ -136,22 +112,17 @@ def test_kill_cancels_a_long_postgresql_statement(
         )  # fmt: skip
 
     task = {"type": "SQL", "datasource": "pg", "sql": "SELECT pg_sleep(120)"}
-    ti, t0 = kill_once_running(sf, zk, w, task, sleeping, timeout_scale)
+    ti, t0 = kill_once_running(bench, w, task, sleeping)
     wait_for(lambda: not sleeping(), 5, interval=0.05, what="pg_sleep cancelled")
     elapsed = time.monotonic() - t0
-    row = wait_rows(sf, [ti], timeout_scale, timeout=5)[ti]
+    row = bench.wait([ti], timeout=5)[ti]
     assert row.state == "KILL" and elapsed < 5
     assert "cancelling backend" in log_of(row) and PG_PASSWORD not in log_of(row)
     print(f"pg_sleep ended {elapsed:.2f}s after the kill")
 
 
 def test_sql_and_procedure_on_mariadb(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    settings: Settings,
-    maria: Maria,
-    timeout_scale: float,
+    bench: Bench, zk: ZkClient, settings: Settings, maria: Maria
 ) -> None:
     c = maria.connect(MARIA_USER, MARIA_PASSWORD, MARIA_DB)
     with c.cursor() as cur:
@@ -163,13 +134,15 @@ def test_sql_and_procedure_on_mariadb(
             "CREATE PROCEDURE add_mul(IN a INT, IN b INT, OUT s INT, OUT p INT)"
             " BEGIN SET s = a + b; SET p = a * b; END"
         )
-    add_datasource(settings, sf, "maria", "MYSQL", maria.port, MARIA_DB, MARIA_USER, MARIA_PASSWORD)
-    add_datasource(settings, sf, "maria-bad", "MYSQL", maria.port, MARIA_DB, MARIA_USER, "wrong")
-    w = start_worker(kill_grace_s=2)
+    add_datasource(
+        settings, bench.sf, "maria", "MYSQL", maria.port, MARIA_DB, MARIA_USER, MARIA_PASSWORD
+    )
+    add_datasource(
+        settings, bench.sf, "maria-bad", "MYSQL", maria.port, MARIA_DB, MARIA_USER, "wrong"
+    )
+    w = bench.start_worker(kill_grace_s=2)
     ds = {"type": "SQL", "datasource": "maria"}
-    _, got = run_tasks(
-        sf,
-        zk,
+    _, got = bench.run_tasks(
         [
             {**ds, "sql": "SELECT id, name FROM items WHERE qty >= ${q} ORDER BY id",
              "env": {"q": "7"}},
@@ -180,7 +153,6 @@ def test_sql_and_procedure_on_mariadb(
              "in_params": {"a": 3, "b": "${y}"}, "out_params": ["s", "p"], "env": {"y": "4"}},
             {"type": "SQL", "datasource": "maria-bad", "sql": "SELECT 1"},
         ],
-        timeout_scale,
     )  # fmt: skip
     query, inject, update, proc, denied = got.values()
     assert query.state == "SUCCESS", log_of(query)
@@ -198,10 +170,8 @@ def test_sql_and_procedure_on_mariadb(
                         " WHERE info LIKE 'SELECT SLEEP%'")  # fmt: skip
             return bool(cur.fetchone()[0])
 
-    ti, t0 = kill_once_running(
-        sf, zk, w, {**ds, "sql": "SELECT SLEEP(120)"}, sleeping, timeout_scale
-    )
+    ti, t0 = kill_once_running(bench, w, {**ds, "sql": "SELECT SLEEP(120)"}, sleeping)
     wait_for(lambda: not sleeping(), 5, interval=0.05, what="SLEEP killed")
-    assert wait_rows(sf, [ti], timeout_scale, timeout=5)[ti].state == "KILL"
+    assert bench.wait([ti], timeout=5)[ti].state == "KILL"
     assert time.monotonic() - t0 < 5
     c.close()

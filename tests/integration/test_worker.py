@@ -9,7 +9,6 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,39 +16,34 @@ import psycopg2
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
 from support import expire_session
-from task_type_support import (
-    Run,
-    create_run,
-    gone,
-    push,
-    read_text,
-    rows,
-    session_of,
-    wait_rows,
-)
+from task_type_support import Bench, Run, gone, read_text, session_of
 
 from coord.zk import ZkClient
 from core.settings import Settings
 from db.attempts_worker import Connections, finish_attempt, load_attempt, mark_running
-from db.engine import SessionFactory, make_engine
+from db.engine import make_engine
 from db.models import TaskInstance
 from db.notify import CHANNEL_TASK
 from ops.localserver import free_port, wait_for
 from worker.executor import DB_BACKOFF_S
-from worker.server import WorkerServer
+
+
+def running_with_child(bench: Bench, tmp_path: Path) -> tuple[int, TaskInstance, int]:
+    """A SHELL task RUNNING on a started worker with a background ``sleep``: the attempt's id
+    and row, and the pid of that child."""
+    pids = tmp_path / "pids"
+    ti, row = bench.running(f"sleep 300 &\necho $! >> {pids}\nwait")
+    wait_for(lambda: read_text(pids).strip(), 10 * bench.scale, what="child pid")
+    return ti, row, int(read_text(pids))
+
 
 # 1. one worker runs SHELL tasks
 
 
 def test_runs_shell_tasks_success_failure_and_outputs(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    settings: Settings,
-    timeout_scale: float,
+    bench: Bench, zk: ZkClient, settings: Settings
 ) -> None:
-    run = create_run(
-        sf,
+    run = bench.create(
         [
             {
                 "command": "echo \"hello $who\"\necho oops >&2\necho '${setValue(x=1)}'",
@@ -58,9 +52,9 @@ def test_runs_shell_tasks_success_failure_and_outputs(
             "echo failing\nexit 7",
         ],
     )
-    w = start_worker()
-    push(zk, run)
-    got = wait_rows(sf, run.task_ids, timeout_scale)
+    w = bench.start_worker()
+    bench.push(run)
+    got = bench.wait(run.task_ids)
     ok, bad = got[run.task_ids[0]], got[run.task_ids[1]]
 
     assert (ok.state, ok.exit_code, ok.output) == ("SUCCESS", 0, {"x": "1"})
@@ -78,51 +72,42 @@ def test_runs_shell_tasks_success_failure_and_outputs(
     # the script ran in its own working directory
     assert (settings.exec_path / str(run.instance_id) / str(ok.id) / "task.sh").exists()
     # leases released, queue empty
-    wait_for(lambda: not zk.children(zk.paths.leases()), 10 * timeout_scale, what="leases gone")
+    wait_for(lambda: not zk.children(zk.paths.leases()), 10 * bench.scale, what="leases gone")
     assert zk.children(zk.paths.queue("default")) == []
 
 
-def test_timeout_unknown_type_and_unstartable_rows(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    timeout_scale: float,
-) -> None:
-    run = create_run(sf, [{"command": "echo start\nsleep 30", "timeout_s": 0.5}, "echo no", "x"])
+def test_timeout_unknown_type_and_unstartable_rows(bench: Bench, zk: ZkClient) -> None:
+    run = bench.create([{"command": "echo start\nsleep 30", "timeout_s": 0.5}, "echo no", "x"])
     slow, unstartable, weird = run.task_ids
-    with sf.begin() as s:
+    with bench.sf.begin() as s:
         s.execute(update(TaskInstance).where(TaskInstance.id == unstartable).values(state="KILL"))
         s.execute(update(TaskInstance).where(TaskInstance.id == weird).values(type="NOPE"))
-    start_worker(kill_grace_s=0.5)
-    push(zk, run)
-    got = wait_rows(sf, [slow, weird], timeout_scale)
+    bench.start_worker(kill_grace_s=0.5)
+    bench.push(run)
+    got = bench.wait([slow, weird])
     assert (got[slow].state, got[slow].exit_code) == ("FAILURE", 143)
     assert "timed out" in Path(got[slow].log_path or "").read_text()
     assert (got[weird].state, got[weird].exit_code) == ("FAILURE", None)
     assert "NOPE" in Path(got[weird].log_path or "").read_text()
-    wait_for(lambda: not zk.children(zk.paths.leases()), 10 * timeout_scale, what="leases gone")
-    assert rows(sf, [unstartable])[unstartable].state == "KILL"  # untouched, never run
-    assert rows(sf, [unstartable])[unstartable].start_time is None
+    wait_for(lambda: not zk.children(zk.paths.leases()), 10 * bench.scale, what="leases gone")
+    assert bench.row(unstartable).state == "KILL"  # untouched, never run
+    assert bench.row(unstartable).start_time is None
 
 
 # 2. two workers race over one queue
 
 
 def test_two_workers_run_every_task_exactly_once(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    tmp_path: Path,
-    timeout_scale: float,
+    bench: Bench, zk: ZkClient, tmp_path: Path
 ) -> None:
     side = tmp_path / "side-effects.txt"
-    run = create_run(sf, [f'echo "$DAGKEEPER_TASK_INSTANCE_ID" >> {side}'] * 200)
-    a = start_worker(capacity=4)
-    b = start_worker(capacity=4)
+    run = bench.create([f'echo "$DAGKEEPER_TASK_INSTANCE_ID" >> {side}'] * 200)
+    a = bench.start_worker(capacity=4)
+    b = bench.start_worker(capacity=4)
     assert a.worker_id != b.worker_id and a.epoch != b.epoch
     started = time.monotonic()
-    push(zk, run)
-    got = wait_rows(sf, run.task_ids, timeout_scale, timeout=120)
+    bench.push(run)
+    got = bench.wait(run.task_ids, timeout=120)
     elapsed = time.monotonic() - started
 
     assert {r.state for r in got.values()} == {"SUCCESS"}
@@ -132,27 +117,21 @@ def test_two_workers_run_every_task_exactly_once(
     assert all(n > 0 for n in by_worker.values()), by_worker
     assert sum(by_worker.values()) == 200
     assert zk.children(zk.paths.queue("default")) == []
-    wait_for(lambda: not zk.children(zk.paths.leases()), 10 * timeout_scale, what="leases gone")
+    wait_for(lambda: not zk.children(zk.paths.leases()), 10 * bench.scale, what="leases gone")
     print(f"200 tasks on 2 workers in {elapsed:.2f}s ({200 / elapsed:.0f}/s), {by_worker}")
 
 
-def test_claims_follow_queue_key_order_across_groups(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    tmp_path: Path,
-    timeout_scale: float,
-) -> None:
+def test_claims_follow_queue_key_order_across_groups(bench: Bench, tmp_path: Path) -> None:
     order = tmp_path / "order.txt"
     cmd = f'echo "$DAGKEEPER_TASK_NAME" >> {order}'
     tasks: list[str | dict[str, Any]] = [
         {"command": cmd, "worker_group": g, "priority": p}
         for g, p in [("a", 3), ("b", 0), ("a", 1), ("b", 4), ("a", 0), ("b", 2)]
     ]
-    run = create_run(sf, tasks)
-    push(zk, run)  # everything is queued before the worker looks
-    start_worker(capacity=1, groups=["a", "b"])
-    wait_rows(sf, run.task_ids, timeout_scale)
+    run = bench.create(tasks)
+    bench.push(run)  # everything is queued before the worker looks
+    bench.start_worker(capacity=1, groups=["a", "b"])
+    bench.wait(run.task_ids)
     # same instance: task priority, then task id
     assert order.read_text().split() == ["t1", "t4", "t2", "t5", "t0", "t3"]
 
@@ -160,15 +139,9 @@ def test_claims_follow_queue_key_order_across_groups(
 # 3. registration and leases in ZooKeeper
 
 
-def test_registration_and_lease_znodes(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    tmp_path: Path,
-    timeout_scale: float,
-) -> None:
+def test_registration_and_lease_znodes(bench: Bench, zk: ZkClient, tmp_path: Path) -> None:
     flag = tmp_path / "release"
-    w = start_worker(capacity=3, groups=["default", "gpu"])
+    w = bench.start_worker(capacity=3, groups=["default", "gpu"])
     paths = [zk.paths.worker("default", w.worker_id), zk.paths.worker("gpu", w.worker_id)]
     assert w.registration_paths == paths
     for path in paths:
@@ -180,23 +153,18 @@ def test_registration_and_lease_znodes(
         assert stat.ephemeralOwner == session_of(w).session_id
     assert zk.member_epoch(paths[0]) == w.epoch
 
-    run = create_run(
-        sf, [{"command": f"while [ ! -e {flag} ]; do sleep 0.05; done", "worker_group": "gpu"}]
+    ti, _ = bench.running(
+        {"command": f"while [ ! -e {flag} ]; do sleep 0.05; done", "worker_group": "gpu"}
     )
-    ti = run.task_ids[0]
-    push(zk, run)
-    wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})
     raw, stat = zk.client.get(zk.paths.lease(ti))
     assert json.loads(raw) == {"worker": w.worker_id, "epoch": w.epoch, "host": w.host}
     assert stat.ephemeralOwner == session_of(w).session_id
     assert w.running == [ti]
     # the load is published with the heartbeat
-    wait_for(
-        lambda: (zk.get_json(paths[1]) or {}).get("load") == 1, 5 * timeout_scale, what="load 1"
-    )
+    wait_for(lambda: (zk.get_json(paths[1]) or {}).get("load") == 1, 5 * bench.scale, what="load 1")
     flag.touch()
-    assert wait_rows(sf, [ti], timeout_scale)[ti].state == "SUCCESS"
-    wait_for(lambda: zk.client.exists(zk.paths.lease(ti)) is None, 10 * timeout_scale, what="lease")
+    assert bench.wait([ti])[ti].state == "SUCCESS"
+    wait_for(lambda: zk.client.exists(zk.paths.lease(ti)) is None, 10 * bench.scale, what="lease")
     w.stop(grace=0)
     assert all(zk.client.exists(p) is None for p in paths)
 
@@ -204,16 +172,9 @@ def test_registration_and_lease_znodes(
 # 4. fencing: a stale token changes nothing
 
 
-def test_finish_with_stale_token_changes_nothing(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    db_url: str,
-    tmp_path: Path,
-    timeout_scale: float,
-) -> None:
+def test_finish_with_stale_token_changes_nothing(bench: Bench, db_url: str, tmp_path: Path) -> None:
     flag = tmp_path / "release"
-    run = create_run(sf, [f"while [ ! -e {flag} ]; do sleep 0.05; done\necho finished"])
+    run = bench.create([f"while [ ! -e {flag} ]; do sleep 0.05; done\necho finished"])
     ti = run.task_ids[0]
     listener = psycopg2.connect(
         make_url(db_url).set(drivername="postgresql").render_as_string(False)
@@ -221,10 +182,10 @@ def test_finish_with_stale_token_changes_nothing(
     listener.autocommit = True
     listener.cursor().execute(f"LISTEN {CHANNEL_TASK}")
     try:
-        w = start_worker()
-        push(zk, run)
-        before = wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})[ti]
-        with sf.begin() as s:
+        w = bench.start_worker()
+        bench.push(run)
+        before = bench.wait([ti], states={"RUNNING"})[ti]
+        with bench.sf.begin() as s:
             assert not finish_attempt(
                 s, ti, lease_token=w.epoch + 1, state="SUCCESS", exit_code=0, output={"a": "b"}
             )
@@ -232,11 +193,11 @@ def test_finish_with_stale_token_changes_nothing(
             assert not mark_running(
                 s, ti, host="elsewhere", worker_id="intruder", lease_token=1, pid=1, log_path="/x"
             )
-        after = rows(sf, [ti])[ti]
+        after = bench.row(ti)
         for col in ("state", "exit_code", "output", "end_time", "lease_token", "worker_id", "pid"):
             assert getattr(after, col) == getattr(before, col), col
         flag.touch()
-        done = wait_rows(sf, [ti], timeout_scale)[ti]
+        done = bench.wait([ti])[ti]
         assert (done.state, done.exit_code) == ("SUCCESS", 0)
 
         def notified() -> list[str] | None:
@@ -245,8 +206,8 @@ def test_finish_with_stale_token_changes_nothing(
             return [n.payload for n in listener.notifies] or None
 
         # exactly one wake-up, from the real finish; the stale writes sent none
-        assert wait_for(notified, 10 * timeout_scale, what="notify") == [f"{run.instance_id}:{ti}"]
-        with sf.begin() as s:  # the real token cannot finish it twice either
+        assert wait_for(notified, 10 * bench.scale, what="notify") == [f"{run.instance_id}:{ti}"]
+        with bench.sf.begin() as s:  # the real token cannot finish it twice either
             assert not finish_attempt(s, ti, lease_token=w.epoch, state="FAILURE", exit_code=1)
             att = load_attempt(s, ti)
         assert att is not None and att.state == "SUCCESS" and att.workflow_id == run.workflow_id
@@ -257,110 +218,76 @@ def test_finish_with_stale_token_changes_nothing(
 # 5. killing a task kills its process group
 
 
-def test_stop_kills_the_whole_process_group(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    tmp_path: Path,
-    timeout_scale: float,
-) -> None:
+def test_stop_kills_the_whole_process_group(bench: Bench, zk: ZkClient, tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     command = (
         f"sleep 300 &\necho $! >> {pids}\n"
         f"bash -c 'trap \"\" TERM; sleep 300' &\necho $! >> {pids}\nwait"
     )
-    run = create_run(sf, [command])
-    ti = run.task_ids[0]
-    w = start_worker(kill_grace_s=0.5)
-    push(zk, run)
-    row = wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})[ti]
-    wait_for(lambda: len(read_text(pids).split()) == 2, 10 * timeout_scale, what="children")
+    w = bench.start_worker(kill_grace_s=0.5)
+    ti, row = bench.running(command)
+    wait_for(lambda: len(read_text(pids).split()) == 2, 10 * bench.scale, what="children")
     children = [int(p) for p in read_text(pids).split()]
     assert row.pid and not gone(row.pid) and not any(gone(c) for c in children)
 
     w.stop(grace=0)
 
     assert gone(row.pid)
-    wait_for(lambda: all(gone(c) for c in children), 10 * timeout_scale, what="children gone")
-    after = rows(sf, [ti])[ti]
+    wait_for(lambda: all(gone(c) for c in children), 10 * bench.scale, what="children gone")
+    after = bench.row(ti)
     # killed by the worker, not by its own fault: the master runs it again elsewhere
     assert (after.state, after.exit_code) == ("NEED_FAULT_TOLERANCE", 143)
     assert "stopped by the worker" in Path(after.log_path or "").read_text()
     assert zk.client.exists(zk.paths.lease(ti)) is None
 
 
-def test_stop_with_grace_lets_running_tasks_finish(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    tmp_path: Path,
-    timeout_scale: float,
-) -> None:
+def test_stop_with_grace_lets_running_tasks_finish(bench: Bench, tmp_path: Path) -> None:
     flag = tmp_path / "go"
-    run = create_run(sf, [f"while [ ! -e {flag} ]; do sleep 0.05; done"])
-    ti = run.task_ids[0]
-    w = start_worker()
-    push(zk, run)
-    wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})
+    w = bench.start_worker()
+    ti, _ = bench.running(f"while [ ! -e {flag} ]; do sleep 0.05; done")
     threading.Timer(0.3, flag.touch).start()
-    w.stop(grace=30 * timeout_scale)
-    assert rows(sf, [ti])[ti].state == "SUCCESS"
+    w.stop(grace=30 * bench.scale)
+    assert bench.row(ti).state == "SUCCESS"
 
 
 def test_session_loss_kills_tasks_and_reregisters(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    settings: Settings,
-    tmp_path: Path,
-    timeout_scale: float,
+    bench: Bench, zk: ZkClient, settings: Settings, tmp_path: Path
 ) -> None:
-    pids = tmp_path / "pids"
-    run = create_run(sf, [f"sleep 300 &\necho $! >> {pids}\nwait"])
-    ti = run.task_ids[0]
-    w = start_worker()
+    w = bench.start_worker()
     old_epoch, old_session = w.epoch, session_of(w).session_id
-    push(zk, run)
-    row = wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})[ti]
-    wait_for(lambda: read_text(pids).strip(), 10 * timeout_scale, what="child pid")
-    child = int(read_text(pids))
+    ti, row, child = running_with_child(bench, tmp_path)
 
     # expire the worker's session: a second client on the same session closes it
     expire_session(settings.zk.hosts, session_of(w).client.client_id)
 
-    wait_for(lambda: w.epoch != old_epoch, 30 * timeout_scale, what="re-registered")
+    wait_for(lambda: w.epoch != old_epoch, 30 * bench.scale, what="re-registered")
     assert w.zk is not None and session_of(w).session_id != old_session
     assert gone(row.pid or 0)
-    wait_for(lambda: gone(child), 10 * timeout_scale, what="child killed")
+    wait_for(lambda: gone(child), 10 * bench.scale, what="child killed")
     reg = zk.get_json(zk.paths.worker("default", w.worker_id))
     assert reg is not None and reg["epoch"] == w.epoch
     # the worker wrote nothing about the lost attempt: its failover is the master's job
-    after = rows(sf, [ti])[ti]
+    after = bench.row(ti)
     assert (after.state, after.lease_token, after.end_time) == ("RUNNING", old_epoch, None)
     assert w.stats["sessions_lost"] == 1 and w.running == []
     # and it keeps working under its new epoch
-    run2 = create_run(sf, ["echo again"])
-    push(zk, run2)
-    r2 = wait_rows(sf, run2.task_ids, timeout_scale)[run2.task_ids[0]]
+    run2 = bench.create(["echo again"])
+    bench.push(run2)
+    r2 = bench.wait(run2.task_ids)[run2.task_ids[0]]
     assert (r2.state, r2.lease_token) == ("SUCCESS", w.epoch)
 
 
-def test_unreachable_database_puts_claims_back(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    timeout_scale: float,
-) -> None:
-    run = create_run(sf, ["echo never"] * 3)
+def test_unreachable_database_puts_claims_back(bench: Bench, zk: ZkClient) -> None:
+    run = bench.create(["echo never"] * 3)
     dead = make_engine(f"postgresql+psycopg2://nobody@127.0.0.1:{free_port()}/nothing")
     try:
         # registration needs PostgreSQL (epochs come from a sequence); then it goes away
-        w = start_worker(report_retry_deadline_s=0.3)
+        w = bench.start_worker(report_retry_deadline_s=0.3)
         w.executor._db_conns = Connections(dead, 2)
-        push(zk, run)
-        wait_for(lambda: w.stats["unclaim"] >= 3, 20 * timeout_scale, what="claims put back")
+        bench.push(run)
+        wait_for(lambda: w.stats["unclaim"] >= 3, 20 * bench.scale, what="claims put back")
         first = time.monotonic()
-        wait_for(lambda: w.stats["unclaim"] >= 6, 20 * timeout_scale, what="claimed again")
+        wait_for(lambda: w.stats["unclaim"] >= 6, 20 * bench.scale, what="claimed again")
         # the worker backs off (DB_BACKOFF_S) instead of spinning on claim and put-back
         assert time.monotonic() - first >= 0.8 * DB_BACKOFF_S
         w.stop(grace=0)
@@ -369,33 +296,21 @@ def test_unreachable_database_puts_claims_back(
     queue = zk.children(zk.paths.queue("default"))
     assert len(queue) == 3  # every key is back for another worker
     assert zk.children(zk.paths.leases()) == []
-    assert {r.state for r in rows(sf, run.task_ids).values()} == {"SUBMITTED"}
+    assert {r.state for r in bench.rows(run.task_ids).values()} == {"SUBMITTED"}
 
 
 def test_zookeeper_silence_fences_tasks_before_the_session_can_expire(
-    sf: SessionFactory,
-    zk: ZkClient,
-    zk_server: Any,
-    start_worker: Callable[..., WorkerServer],
-    settings: Settings,
-    tmp_path: Path,
-    timeout_scale: float,
+    bench: Bench, zk_server: Any, settings: Settings, tmp_path: Path
 ) -> None:
-    pids = tmp_path / "pids"
-    run = create_run(sf, [f"sleep 300 &\necho $! >> {pids}\nwait"])
-    ti = run.task_ids[0]
-    w = start_worker()
-    push(zk, run)
-    row = wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})[ti]
-    wait_for(lambda: read_text(pids).strip(), 10 * timeout_scale, what="child pid")
-    child = int(read_text(pids))
+    w = bench.start_worker()
+    ti, row, child = running_with_child(bench, tmp_path)
 
     zk_server.signal_group(signal.SIGSTOP)  # no answers any more; the session clock runs on
     frozen = time.monotonic()
     try:
         wait_for(
             lambda: gone(child) and gone(row.pid or 0),
-            3 * settings.zk.session_timeout_s * timeout_scale,
+            3 * settings.zk.session_timeout_s * bench.scale,
             interval=0.05,
             what="tasks fenced",
         )
@@ -406,20 +321,20 @@ def test_zookeeper_silence_fences_tasks_before_the_session_can_expire(
     assert fenced_after < settings.zk.session_timeout_s
 
     def settled() -> bool:
-        r = rows(sf, [ti])[ti]
+        r = bench.row(ti)
         if r.state == "NEED_FAULT_TOLERANCE":  # the session survived: the attempt is handed back
             return r.lease_token == w.epoch
         return r.state == "RUNNING" and w.stats["sessions_lost"] >= 1  # expired: wrote nothing
 
-    wait_for(settled, 30 * timeout_scale, what="fenced attempt settled")
+    wait_for(settled, 30 * bench.scale, what="fenced attempt settled")
 
     def pushed(r: Run) -> bool:
         try:
-            push(zk, r)
+            bench.push(r)
             return True
         except Exception:  # the test's own session may be reconnecting
             return False
 
-    run2 = create_run(sf, ["echo again"])
-    wait_for(lambda: pushed(run2), 30 * timeout_scale, what="push after the freeze")
-    assert wait_rows(sf, run2.task_ids, timeout_scale)[run2.task_ids[0]].state == "SUCCESS"
+    run2 = bench.create(["echo again"])
+    wait_for(lambda: pushed(run2), 30 * bench.scale, what="push after the freeze")
+    assert bench.wait(run2.task_ids)[run2.task_ids[0]].state == "SUCCESS"

@@ -15,14 +15,12 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import update
 from support import group_gone
-from task_type_support import create_run
+from task_type_support import Bench
 
 from coord.zk import ZkClient
 from core.settings import Settings
-from db.engine import SessionFactory
 from db.models import TaskInstance
 from ops.localserver import wait_for
-from worker.server import WorkerServer
 
 
 @pytest.fixture
@@ -49,15 +47,10 @@ def spawn() -> Iterator[Callable[[int | None], int]]:
 
 
 def test_sweep_kills_only_orphaned_groups_of_this_host(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    spawn: Callable[[int | None], int],
-    settings: Settings,
-    timeout_scale: float,
+    bench: Bench, zk: ZkClient, spawn: Callable[[int | None], int], settings: Settings
 ) -> None:
     host = settings.worker.host
-    run = create_run(sf, ["x", "x", "x", "x"])
+    run = bench.create(["x", "x", "x", "x"])
     orphan, live, reused, elsewhere = run.task_ids
     # a live worker (registered, epoch 42) holds ``live``
     zk.client.create(
@@ -78,7 +71,7 @@ def test_sweep_kills_only_orphaned_groups_of_this_host(
         reused: ("NEED_FAULT_TOLERANCE", host, "dead-worker", 7),
         elsewhere: ("RUNNING", "another-host", "dead-worker", 7),
     }
-    with sf.begin() as s:
+    with bench.sf.begin() as s:
         for ti, (state, h, wid, token) in cols.items():
             s.execute(
                 update(TaskInstance)
@@ -86,9 +79,9 @@ def test_sweep_kills_only_orphaned_groups_of_this_host(
                 .values(state=state, host=h, worker_id=wid, lease_token=token, pid=pg[ti])
             )
 
-    w = start_worker()
+    w = bench.start_worker()
 
-    wait_for(lambda: group_gone(pg[orphan]), 5 * timeout_scale, what="orphaned group killed")
+    wait_for(lambda: group_gone(pg[orphan]), 5 * bench.scale, what="orphaned group killed")
     assert w.stats["orphans_killed"] == 1
     for ti in (live, reused, elsewhere):
         assert not group_gone(pg[ti]), ti

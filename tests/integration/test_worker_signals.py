@@ -4,18 +4,16 @@ WARN_FAILED), against a real worker, PostgreSQL and ZooKeeper. The tests play th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import text
 from support import group_gone
-from task_type_support import create_run, push, read_text, wait_rows
+from task_type_support import Bench, read_text
 
 from coord import signals
 from coord.zk import ZkClient
 from db.engine import SessionFactory
 from ops.localserver import wait_for
-from worker.server import WorkerServer
 
 
 def alerts(sf: SessionFactory) -> list[tuple[str, str, dict[str, object], int | None]]:
@@ -29,52 +27,41 @@ def alerts(sf: SessionFactory) -> list[tuple[str, str, dict[str, object], int | 
 
 
 def test_kill_request_kills_the_group_and_reports_kill(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    tmp_path: Path,
-    timeout_scale: float,
+    bench: Bench, zk: ZkClient, tmp_path: Path
 ) -> None:
     pids = tmp_path / "pids"
     # a subshell that ignores SIGTERM too: only the SIGKILL after the grace reaches it
     command = (
         f"(trap '' TERM; sleep 300) &\necho $! >> {pids}\nsleep 300 &\necho $! >> {pids}\nwait"
     )
-    run = create_run(sf, [command])
-    ti = run.task_ids[0]
-    w = start_worker(kill_grace_s=0.5)
+    w = bench.start_worker(kill_grace_s=0.5)
     inbox = zk.paths.signals(w.worker_id)
     assert zk.client.exists(inbox) is not None  # created on registration
     signals.request_kill(zk, w.worker_id, 10**12)  # about an attempt it does not hold
-    push(zk, run)
-    row = wait_rows(sf, [ti], timeout_scale, states={"RUNNING"})[ti]
-    wait_for(lambda: len(read_text(pids).split()) == 2, 10 * timeout_scale, what="children")
+    ti, row = bench.running(command)
+    wait_for(lambda: len(read_text(pids).split()) == 2, 10 * bench.scale, what="children")
     assert row.pid and not group_gone(row.pid)
 
     asked = time.monotonic()
     assert signals.request_kill(zk, w.worker_id, ti, by="test")
-    wait_for(lambda: group_gone(row.pid or 0), 2 * timeout_scale, interval=0.02, what="group gone")
+    wait_for(lambda: group_gone(row.pid or 0), 2 * bench.scale, interval=0.02, what="group gone")
     took = time.monotonic() - asked
     print(f"\nkill request -> process group gone in {took:.2f}s (kill grace 0.5s)")
     assert took < 5  # must-show: a kill ends the real work within 5 s
-    after = wait_rows(sf, [ti], timeout_scale, timeout=2)[ti]
+    after = bench.wait([ti], timeout=2)[ti]
     assert (after.state, after.exit_code) == ("KILL", 143)
     assert after.lease_token == w.epoch
     assert "stopped by the worker (KILL)" in read_text(Path(after.log_path or ""))
     # both requests are gone: the handled one and the one about an attempt it does not hold
-    wait_for(lambda: zk.children(inbox) == [], 5 * timeout_scale, what="requests deleted")
-    wait_for(lambda: not zk.children(zk.paths.leases()), 5 * timeout_scale, what="lease gone")
+    wait_for(lambda: zk.children(inbox) == [], 5 * bench.scale, what="requests deleted")
+    wait_for(lambda: not zk.children(zk.paths.leases()), 5 * bench.scale, what="lease gone")
     assert w.stats["kill_requests"] == 1
 
 
 def test_timeout_strategies(
-    sf: SessionFactory,
-    zk: ZkClient,
-    start_worker: Callable[..., WorkerServer],
-    timeout_scale: float,
+    bench: Bench,
 ) -> None:
-    run = create_run(
-        sf,
+    run = bench.create(
         [
             {"command": "sleep 30", "timeout_s": 0.3},  # FAILED (the default)
             {"command": "sleep 1.5; echo finished", "timeout_s": 0.3, "timeout_strategy": "WARN"},
@@ -82,9 +69,9 @@ def test_timeout_strategies(
         ],
     )
     failed, warn, warn_failed = run.task_ids
-    start_worker(kill_grace_s=0.5)
-    push(zk, run)
-    got = wait_rows(sf, run.task_ids, timeout_scale)
+    bench.start_worker(kill_grace_s=0.5)
+    bench.push(run)
+    got = bench.wait(run.task_ids)
 
     assert (got[failed].state, got[failed].exit_code) == ("FAILURE", 143)
     assert got[failed].reason == "timed out after 0.3s (FAILED)"
@@ -95,7 +82,7 @@ def test_timeout_strategies(
     assert (got[warn_failed].state, got[warn_failed].exit_code) == ("FAILURE", 143)
     assert got[warn_failed].reason == "timed out after 0.3s (WARN_FAILED)"
 
-    found = alerts(sf)
+    found = alerts(bench.sf)
     assert [a[0] for a in found] == ["TASK_TIMEOUT", "TASK_TIMEOUT"], found
     by_task = {a[2]["task_instance_id"]: a for a in found}
     assert set(by_task) == {warn, warn_failed}  # FAILED raises no alert
