@@ -41,14 +41,14 @@ def page(
     limit: int,
     offset: int,
 ) -> tuple[list[AuditEntry], int]:
-    """Rows newest first; ``action`` matches a whole action or a prefix ending in '.'."""
+    """Rows newest first; ``action`` matches a whole action name, or a prefix ending in '*'."""
     cond: list[ColumnElement[bool]] = []
     if actor:
         cond.append(AuditEntry.actor == actor)
     if action:
         cond.append(
-            AuditEntry.action.startswith(action, autoescape=True)
-            if action.endswith(".")
+            AuditEntry.action.startswith(action[:-1], autoescape=True)
+            if action.endswith("*")
             else AuditEntry.action == action
         )
     if since is not None:

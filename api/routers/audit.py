@@ -1,5 +1,5 @@
 """/audit: the audit log, newest first, filtered by actor, action (a name, or a prefix ending in
-'.') and time (admin only)."""
+'*') and time (admin only)."""
 
 from __future__ import annotations
 

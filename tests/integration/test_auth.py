@@ -303,6 +303,11 @@ def test_each_role_may_do_what_its_rank_allows_and_every_mutation_is_audited(
         assert found[0]["client"] and found[0]["action"]
     denied = api.ok("get", "/audit?actor=role-viewer&action=create_workflow")["items"]
     assert denied and all(r["result"] == "denied" for r in denied)
+    prefixed = api.ok("get", "/audit?actor=role-viewer&action=create_*&limit=1000")["items"]
+    wanted = {"create_workflow", "create_schedule", "create_datasource", "create_user"}
+    assert wanted <= {r["action"] for r in prefixed} and all(
+        r["action"].startswith("create_") for r in prefixed
+    )
     # no secret in any row: no token, no datasource password
     everything = json.dumps(api.ok("get", "/audit?limit=1000"))
     for secret in (DS_PASSWORD, BOOT, *tokens.values()):
