@@ -5,25 +5,13 @@ the master keeps starting other instances' attempts; and a dry-run chain settles
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from test_diamond import Cluster, api, cluster, wait_terminal  # noqa: F401
-from test_semantics import create, start
+from support import Cluster, create, start, wait_terminal
 
-from db.engine import SessionFactory, make_engine, make_session_factory
+from db.engine import SessionFactory
 from master.runner import MAX_INSTANCE_ERRORS
-
-
-@pytest.fixture
-def sf(db_url: str) -> Iterator[SessionFactory]:
-    engine = make_engine(db_url, pool_size=2)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        engine.dispose()
 
 
 def test_an_instance_that_raises_on_every_pass_fails_with_its_reason_while_others_run(

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from test_diamond import Cluster
+from support import Cluster
 
 from api.server import build_server
 from core.settings import Settings
