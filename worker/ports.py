@@ -115,7 +115,8 @@ MakeRunner = Callable[[Callable[[AttemptHandle], None]], AttemptRunner]
 
 
 class ProcessGuardian(Protocol):
-    """Kills the task process groups if the worker dies (``worker.guardian.Guardian``)."""
+    """Kills the task process groups if the worker dies or freezes
+    (``worker.guardian_client.Guardian``)."""
 
     @property
     def grace_s(self) -> float: ...
