@@ -119,7 +119,7 @@ def test_no_beat_for_the_deadline_kills_the_group(
     took = time.monotonic() - last
     print(f"\nlast beat -> task killed in {took:.3f}s (deadline {DEADLINE_S}s)")
     assert task.returncode == -signal.SIGKILL
-    assert DEADLINE_S <= took < DEADLINE_S + 0.3
+    assert DEADLINE_S <= took < DEADLINE_S + 1.0  # its 50 ms check; a busy host
     assert spared.poll() is None  # forgotten before the silence
     err = pipe.close()
     assert "ERROR guardian of worker w-test: no beat from the worker for" in err, err
