@@ -138,6 +138,7 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 class RecordedPage:
     page: Any
     requests: list[tuple[float, str, str]]  # (monotonic time, method, url)
+    origins: list[str]  # the API origins the page may talk to
 
     def urls(self, contains: str = "") -> list[str]:
         return [u for _, _, u in self.requests if contains in u]
@@ -151,7 +152,7 @@ def ui(browser_context: Any, ui_stack: Stack) -> Iterator[RecordedPage]:
 
     page = browser_context.new_page()
     page.set_default_timeout(20_000)
-    rec = RecordedPage(page, [])
+    rec = RecordedPage(page, [], [ui_stack.base_url])
     page.on("request", lambda r: rec.requests.append((time.monotonic(), r.method, r.url)))
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -159,7 +160,8 @@ def ui(browser_context: Any, ui_stack: Stack) -> Iterator[RecordedPage]:
         yield rec
     finally:
         page.close()
-    foreign = [u for _, _, u in rec.requests if not u.startswith(ui_stack.base_url + "/")]
+    allowed = tuple(f"{o}/" for o in rec.origins)
+    foreign = [u for _, _, u in rec.requests if not u.startswith(allowed)]
     foreign = [u for u in foreign if not u.startswith(("data:", "blob:"))]
     assert not foreign, f"the page loaded something from outside the API: {foreign}"
     assert not errors, f"uncaught errors in the page: {errors}"
