@@ -132,6 +132,9 @@ class Command(Base):
     created_at: Mapped[datetime] = mapped_column(TS, nullable=False, server_default=func.now())
     __table_args__ = (
         Index("ix_command_claim_order", "priority", "id"),
+        Index(  # the purge deletes an instance's commands (revision 0012)
+            "ix_command_instance", "instance_id", postgresql_where=text("instance_id IS NOT NULL")
+        ),
         UniqueConstraint("schedule_id", "schedule_time", name="uq_command_schedule_fire"),
     )
 
@@ -162,8 +165,10 @@ class WorkflowInstance(Base):
     parent_task_instance_id: Mapped[int | None] = mapped_column(BigInteger)
     __table_args__ = (
         Index("ix_wfi_workflow", "workflow_id", "id"),
-        Index("ix_wfi_state", "state"),
+        Index("ix_wfi_state_id", "state", "id"),  # revision 0012: a page of one state
         Index("ix_wfi_submit_time", "submit_time", "id"),
+        # finished instances oldest first: what the retention purge reads (revision 0012)
+        Index("ix_wfi_end_time", "end_time", "id", postgresql_where=text("end_time IS NOT NULL")),
         Index(
             "uq_wfi_parent_task",
             "parent_task_instance_id",
@@ -271,7 +276,14 @@ class Alert(Base):
     sent_at: Mapped[datetime | None] = mapped_column(TS)
     last_error: Mapped[str | None] = mapped_column(Text)
     deliveries: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
-    __table_args__ = (Index("ix_alert_created", "created_at"),)
+    __table_args__ = (
+        Index("ix_alert_created", "created_at"),
+        Index(  # the purge deletes an instance's alerts (revision 0012)
+            "ix_alert_instance",
+            "workflow_instance_id",
+            postgresql_where=text("workflow_instance_id IS NOT NULL"),
+        ),
+    )
 
 
 # -- schedules and backfill (revision 0003) -----------------------------------------------------
