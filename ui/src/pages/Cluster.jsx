@@ -83,7 +83,7 @@ export function Cluster() {
       )}
       <h2>Queues</h2>
       {queues.length === 0 ? <p class="muted">No queue has been used yet.</p> : (
-        <table class="list" aria-label="queues">
+        <div class="table-wrap"><table class="list" aria-label="queues">
           <thead><tr><th>Worker group</th><th>Queued tasks</th><th>Live workers</th></tr></thead>
           <tbody>
             {queues.map(([g, n]) => (
@@ -92,11 +92,11 @@ export function Cluster() {
               </tr>
             ))}
           </tbody>
-        </table>
+        </table></div>
       )}
       <h2>Task groups</h2>
       {!groups ? <p class="muted">Task groups could not be read.</p> : groups.items.length === 0 ? <p class="muted">No task groups.</p> : (
-        <table class="list" aria-label="task groups">
+        <div class="table-wrap"><table class="list" aria-label="task groups">
           <thead><tr><th>Name</th><th>Slots in use</th><th>Description</th></tr></thead>
           <tbody>
             {groups.items.map((g) => (
@@ -105,7 +105,7 @@ export function Cluster() {
               </tr>
             ))}
           </tbody>
-        </table>
+        </table></div>
       )}
     </section>
   );

@@ -107,7 +107,7 @@ function TaskPanel({ attempt, attempts, taskActions, onAct, onRefused, onRunFrom
       {detail && detail.sub_executions ? (
         <>
           <h3>Sub-executions ({detail.sub_executions.length})</h3>
-          <table class="list" aria-label="sub-executions">
+          <div class="table-wrap"><table class="list" aria-label="sub-executions">
             <thead><tr><th>Target</th><th>State</th><th>Worker</th><th>Exit</th><th>Duration</th><th><span class="sr">Log</span></th></tr></thead>
             <tbody>
               {detail.sub_executions.map((s) => (
@@ -118,7 +118,7 @@ function TaskPanel({ attempt, attempts, taskActions, onAct, onRefused, onRunFrom
                 </tr>
               ))}
             </tbody>
-          </table>
+          </table></div>
         </>
       ) : null}
       <LogViewer attempt={attempt} />

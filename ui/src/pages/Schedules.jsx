@@ -122,7 +122,7 @@ function Backfills({ names }) {
   return (
     <>
       <ErrorBox error={error} />
-      <table class="list" aria-label="backfills">
+      <div class="table-wrap"><table class="list" aria-label="backfills">
         <thead><tr><th>Id</th><th>Workflow</th><th>Mode</th><th>State</th><th>Progress</th><th><span class="sr">Actions</span></th></tr></thead>
         <tbody>
           {data.items.map((b) => (
@@ -142,7 +142,7 @@ function Backfills({ names }) {
             </tr>
           ))}
         </tbody>
-      </table>
+      </table></div>
       {open ? (
         <div class="card">
           <h3>Backfill {open.id}: {open.finished} of {open.total} finished</h3>
