@@ -68,13 +68,17 @@ def client_settings(settings: Settings, db_url: str, zk_hosts: str) -> dict[str,
     standalone cluster, as DAGKEEPER_* variables."""
     host = settings.api.host
     api_host = LOOPBACK if host in ("0.0.0.0", "::", "") else host
-    return {
+    values = {
         "DAGKEEPER_DATA_DIR": str(settings.data_path),
         "DAGKEEPER_DB__URL": db_url,
         "DAGKEEPER_ZK__HOSTS": zk_hosts,
         "DAGKEEPER_ZK__ROOT": settings.zk.root,
         "DAGKEEPER_URL": f"http://{api_host}:{settings.api.port}",
     }
+    if settings.zk.auth_password_file:  # the namespace's digest ACL: the file, never the secret
+        values["DAGKEEPER_ZK__AUTH_USER"] = settings.zk.auth_user
+        values["DAGKEEPER_ZK__AUTH_PASSWORD_FILE"] = settings.zk.auth_password_file
+    return values
 
 
 def write_client_env(settings: Settings, values: dict[str, str]) -> Path:
@@ -94,8 +98,8 @@ def write_client_env(settings: Settings, values: dict[str, str]) -> Path:
 
 def doctor_command(values: dict[str, str]) -> str:
     """The exact command that runs ``dagkeeper doctor`` against this cluster."""
-    env = " ".join(f"{k}={shlex.quote(values[k])}" for k in ("DAGKEEPER_DB__URL",
-                   "DAGKEEPER_ZK__HOSTS", "DAGKEEPER_ZK__ROOT"))  # fmt: skip
+    keys = [k for k in values if k.startswith(("DAGKEEPER_DB__", "DAGKEEPER_ZK__"))]
+    env = " ".join(f"{k}={shlex.quote(values[k])}" for k in keys)
     return f"{env} {Path(sys.executable).parent / 'dagkeeper'} doctor"
 
 

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent setup: ZooKeeper, PostgreSQL, MariaDB, Java and chromium from apt when missing, then .venv (Python >= 3.11)
 # with the project installed editable; pip runs only when pyproject.toml or the package set changed.
+# --runtime (what scripts/standalone.sh uses): only what runs — ZooKeeper, Java, PostgreSQL and the
+# package without its test extra (no MariaDB, chromium, pyspark, playwright, schemathesis).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+mode=test
+[[ ${1:-} == --runtime ]] && mode=runtime
 say() { echo "install: $*"; }
 
 # --- system packages ------------------------------------------------------------------------------
@@ -11,10 +15,12 @@ pkgs=()
 [[ -f /usr/share/java/zookeeper.jar ]] || pkgs+=(zookeeper)
 command -v java >/dev/null 2>&1 || pkgs+=(default-jre-headless)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || pkgs+=(postgresql)
-# MariaDB: SQL tasks on MySQL-family datasources are tested against a private server
-[[ -x /usr/sbin/mariadbd ]] || pkgs+=(mariadb-server)
-# Debian's chromium: the web UI's browser tests drive it (Playwright's own browser download is not used)
-[[ -x /usr/bin/chromium ]] || pkgs+=(chromium)
+if [[ $mode == test ]]; then
+    # MariaDB: SQL tasks on MySQL-family datasources are tested against a private server
+    [[ -x /usr/sbin/mariadbd ]] || pkgs+=(mariadb-server)
+    # Debian's chromium: the web UI's browser tests drive it (Playwright's own browser download is not used)
+    [[ -x /usr/bin/chromium ]] || pkgs+=(chromium)
+fi
 if ((${#pkgs[@]})); then
     if [[ $(id -u) -eq 0 ]]; then
         sudo=()
@@ -28,8 +34,10 @@ if ((${#pkgs[@]})); then
     say "installing ${pkgs[*]} with apt-get"
     "${sudo[@]}" apt-get update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}"
-else
+elif [[ $mode == test ]]; then
     say "ZooKeeper, Java, PostgreSQL, MariaDB and chromium present"
+else
+    say "ZooKeeper, Java and PostgreSQL present"
 fi
 
 # --- Python virtualenv --------------------------------------------------------------------------
@@ -52,14 +60,20 @@ fi
 
 # Reinstall when pyproject.toml changes, or when a top-level package appears (editable installs
 # map the packages that existed at install time).
+# The stamp names the mode too: a test install also serves --runtime, not the other way round.
 stamp_file=.venv/.dagkeeper-install-stamp
 stamp=$({ sha256sum pyproject.toml; ls -1 -- */__init__.py 2>/dev/null || true; } | sha256sum)
-if [[ ! -f $stamp_file || "$(cat "$stamp_file")" != "$stamp" ]]; then
+have=$(cat "$stamp_file" 2>/dev/null || true)
+if [[ $have == "test $stamp" || ($mode == runtime && $have == "runtime $stamp") ]]; then
+    say ".venv up to date"
+elif [[ $mode == test ]]; then
     say "pip install -e '.[test]' into .venv"
     .venv/bin/pip install -q -e '.[test]'
-    echo "$stamp" >"$stamp_file"
+    echo "test $stamp" >"$stamp_file"
 else
-    say ".venv up to date"
+    say "pip install -e . into .venv (runtime only; scripts/test.sh adds the test extra)"
+    .venv/bin/pip install -q -e .
+    echo "runtime $stamp" >"$stamp_file"
 fi
 
 # --- web UI -----------------------------------------------------------------------------------------

@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/install.sh
+scripts/install.sh --runtime  # only what runs: no test servers, browser or test extra
 exec .venv/bin/dagkeeper standalone --demo "$@"

@@ -330,13 +330,17 @@ def test_the_demo_runs_its_own_spec_after_a_user_edit(api: TestClient) -> None:
 def test_the_standalone_writes_the_settings_other_commands_need(
     settings: Settings, tmp_path: Path
 ) -> None:
-    values = standalone.client_settings(settings, "postgresql+psycopg2://u@127.0.0.1:15432/dk",
+    s = settings.model_copy(deep=True)
+    s.zk.auth_password, s.zk.auth_password_file = "", str(tmp_path / "zk-password")
+    values = standalone.client_settings(s, "postgresql+psycopg2://u@127.0.0.1:15432/dk",
                                         "127.0.0.1:12181")  # fmt: skip
-    path = standalone.write_client_env(settings, values)
+    path = standalone.write_client_env(s, values)
     assert path.stat().st_mode & 0o777 == 0o600
     lines = dict(ln.split("=", 1) for ln in path.read_text().splitlines() if not ln.startswith("#"))
     assert lines["DAGKEEPER_DB__URL"] == "postgresql+psycopg2://u@127.0.0.1:15432/dk"
     assert lines["DAGKEEPER_ZK__HOSTS"] == "127.0.0.1:12181"
+    assert lines["DAGKEEPER_ZK__AUTH_PASSWORD_FILE"] == str(tmp_path / "zk-password")
     cmd = standalone.doctor_command(values)
-    assert "DAGKEEPER_ZK__ROOT=" in cmd and cmd.endswith("dagkeeper doctor")
+    assert "DAGKEEPER_ZK__ROOT=" in cmd and "DAGKEEPER_ZK__AUTH_PASSWORD_FILE=" in cmd
+    assert cmd.endswith("dagkeeper doctor") and "DAGKEEPER_URL" not in cmd
     json.dumps(values)  # plain strings only
