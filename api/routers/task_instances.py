@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
@@ -106,7 +107,8 @@ def download_log(task_instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> 
     return StreamingResponse(
         body,
         media_type="text/plain; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        # a task name may be in any script: RFC 5987's UTF-8 form, as FileResponse does
+        headers={"Content-Disposition": f"attachment; filename*=utf-8''{quote(name)}"},
     )
 
 

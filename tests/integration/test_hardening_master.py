@@ -112,3 +112,23 @@ def test_a_command_the_master_cannot_carry_out_leaves_a_reason_and_an_alert(
     with sf.begin() as s:
         left = s.execute(text("SELECT count(*) FROM command")).scalar_one()
     assert left == 0
+
+
+def test_a_workflow_and_task_named_in_chinese_run_and_their_log_downloads(
+    cluster: Cluster, api: TestClient, timeout_scale: float
+) -> None:
+    wid = create(api, {"name": "每日销售", "tasks": [{"name": "抽取", "command": "echo 你好"}]})
+    cluster.start_master()
+    cluster.start_worker()
+    iid = start(api, wid)
+    done = wait_terminal(api, iid, 20 * timeout_scale)
+    assert done["state"] == "SUCCESS" and done["workflow_name"] == "每日销售"
+    (task,) = done["tasks"]
+    r = api.get(f"/api/v1/task-instances/{task['id']}/log/download")
+    assert r.status_code == 200, r.text
+    assert "你好" in r.text
+    quoted = "%E6%8A%BD%E5%8F%96"  # 抽取, RFC 5987
+    assert (
+        f"filename*=utf-8''task-{task['id']}-{quoted}-attempt-1.log"
+        in (r.headers["content-disposition"])
+    )
