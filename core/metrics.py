@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,9 +19,10 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from core.settings import Settings
@@ -28,6 +30,14 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+IDLE_POLL_S = 60.0
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # scrapes are not worth a line
+        pass
+
+
 # latencies of the scheduler's own steps: milliseconds to a minute
 FAST = (
     0.002,
@@ -230,10 +240,15 @@ def serve(bind: str, port: int, actor: str) -> int:
     """Serve /metrics on ``bind:port`` (0 = a free port) from a daemon thread; returns the port,
     or 0 when it cannot bind (logged; the daemon runs on without metrics)."""
     try:
-        server, _thread = start_http_server(port, addr=bind)
+        server = make_server(bind, port, make_wsgi_app(REGISTRY), ThreadingWSGIServer,
+                             handler_class=_QuietHandler)  # fmt: skip
     except OSError as exc:
         log.error("%s: cannot serve metrics on %s:%d: %s", actor, bind, port, exc)
         return 0
+    # the poll interval only bounds how fast a shutdown is noticed (never asked of a daemon
+    # thread): a long one keeps an idle daemon from waking twice a second for nothing
+    threading.Thread(target=server.serve_forever, args=(IDLE_POLL_S,), name="metrics",
+                     daemon=True).start()  # fmt: skip
     bound = int(server.server_address[1])
     log.info("%s: metrics on http://%s:%d/metrics", actor, bind, bound)
     return bound

@@ -184,7 +184,7 @@ class AlertSettings(BaseModel):
     masters never send one row at once), sends them and marks them, retrying with backoff."""
 
     enabled: bool = True
-    poll_interval_s: float = Field(default=2.0, gt=0)
+    poll_interval_s: float = Field(default=5.0, gt=0)
     batch: int = Field(default=20, ge=1, le=1000)
     # a row is tried this many times, waiting retry_base_s * 2**(n-1) (at most retry_max_s)
     max_tries: int = Field(default=6, ge=1, le=100)

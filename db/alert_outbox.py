@@ -134,7 +134,7 @@ _CLAIM = text(
 ).bindparams(bindparam("lease", type_=Float), wait=WAIT)
 
 
-def claim_due(s: Session, limit: int, lease_s: float) -> list[DueAlert]:
+def claim_due(s: Session | Connection, limit: int, lease_s: float) -> list[DueAlert]:
     rows = s.execute(_CLAIM, {"n": limit, "lease": lease_s}).all()
     out = [
         DueAlert(

@@ -121,11 +121,11 @@ def delete_channel(channel_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Resp
     dependencies=ADMIN,
 )
 def test_channel(channel_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> DeliveryOut:
-    """Queue a TEST alert to this channel alone (through a group ``test:<name>`` holding only
-    it); follow its delivery with ``GET /alerts/{id}``."""
+    """Queue a TEST alert to this channel alone (through a group ``test:<channel id>`` holding
+    only it); follow its delivery with ``GET /alerts/{id}``."""
     with ctx.session_factory.begin() as s:
         ch = q.get_channel(s, channel_id)
-        group = f"test:{ch.name}"
+        group = f"test:{ch.id}"  # fits the 100 characters of a group name
         grp = s.query(AlertGroup).filter_by(name=group).one_or_none()
         q.put_group(s, grp, name=group, description=f"test sends of channel {ch.name}",
                     channels=[ch.name])  # fmt: skip
