@@ -7,14 +7,21 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import ssl
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
@@ -66,12 +73,36 @@ class Inbox:
             return [m for m in self.messages if pred(m)]
 
 
-def smtp_server(port: int, inbox: Inbox, login: bool = False) -> Controller:
+def self_signed(tmp: Path) -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))  # fmt: skip
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tmp / "cert.pem", tmp / "key.pem")
+    return ctx
+
+
+def smtp_server(
+    port: int, inbox: Inbox, login: bool = False, starttls: ssl.SSLContext | None = None
+) -> Controller:
     """A started SMTP server on 127.0.0.1:``port`` (with ``login``: AUTH required, alerts/s3cret
-    accepted, allowed without TLS on loopback)."""
+    accepted, allowed without TLS on loopback; with ``starttls``: STARTTLS required first)."""
     kw: dict[str, Any] = {}
     if login:
         kw = {"authenticator": inbox.authenticate, "auth_required": True, "auth_require_tls": False}
+    if starttls is not None:
+        kw |= {"tls_context": starttls, "require_starttls": True}
     c = Controller(inbox, hostname="127.0.0.1", port=port, **kw)
     c.start()
     return c

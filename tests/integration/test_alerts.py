@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from alert_support import (
     html_of,
     ok,
     run,
+    self_signed,
     smtp_server,
     text_of,
     wait_terminal,
@@ -217,6 +219,27 @@ def test_webhook_is_signed_with_hmac_and_retried_after_a_500(
     doc = body_json(hook.calls[-1][1])
     assert doc["kind"] == "TEST" and doc["id"] == sent["id"], doc
     assert done["last_error"] is None and done["deliveries"] == {"hook": "SENT"}, done
+
+
+def test_starttls_with_login_delivers_a_test_alert(
+    served: Served, api: TestClient, inbox: Inbox, tmp_path: Path, timeout_scale: float
+) -> None:
+    port = free_port()
+    smtp = smtp_server(port, inbox, login=True, starttls=self_signed(tmp_path))
+    try:
+        ch = email_channel(api, "tls-mail", port, security="STARTTLS", verify_tls=False,
+                           username="alerts", password="s3cret")  # fmt: skip
+        _cluster(served)
+        sent = ok(api.post(f"/api/v1/alert-channels/{ch['id']}/test"), 202)
+        done = wait_for(
+            lambda: (r := ok(api.get(f"/api/v1/alerts/{sent['id']}")))["status"] == "SENT" and r,
+            20 * timeout_scale, 0.05, "the test alert over STARTTLS",
+        )  # fmt: skip
+    finally:
+        smtp.stop()
+    assert done["deliveries"] == {"tls-mail": "SENT"} and inbox.logins == [("alerts", "s3cret")]
+    (mail,) = inbox.matching(lambda m: "test alert for channel tls-mail" in str(m["Subject"]))
+    assert "kind: TEST" in text_of(mail)
 
 
 def test_channel_and_group_input_is_checked_naming_the_field(api: TestClient) -> None:
