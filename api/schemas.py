@@ -280,6 +280,8 @@ class ClusterOut(BaseModel):
     queues: dict[str, int]
     leases: int
     cron_leader: str | None
+    # group -> {code, message}: why a group's queued attempts are not taken (core/waiting.py)
+    waiting: dict[str, dict[str, str]] = {}
 
 
 class ReadyOut(BaseModel):

@@ -14,6 +14,7 @@ from api.auth_scope import authorize
 from api.deps import ApiContext, get_ctx
 from api.schemas import ERROR_RESPONSES, ClusterOut, Member
 from coord import membership
+from core import waiting
 from core.zk_paths import ZkPaths
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,30 @@ def get_cluster(ctx: ApiContext = Depends(get_ctx)) -> ClusterOut:
     zk = ctx.require_zk()
     client, paths = zk.client, zk.paths
     stat = client.exists(paths.leases())
+    workers = [member(r) for r in membership.workers(zk)]
+    queues = queue_depths(client, paths)
     return ClusterOut(
         masters=[member(r) for r in membership.masters(zk)],
-        workers=[member(r) for r in membership.workers(zk)],
-        queues=queue_depths(client, paths),
+        workers=workers,
+        queues=queues,
         leases=int(stat.numChildren) if stat is not None else 0,
         cron_leader=membership.cron_leader(client, paths),
+        waiting=group_waits(queues, workers, ctx.settings.master.queue_high_water),
     )
+
+
+def group_waits(queues: dict[str, int], workers: list[Member], high_water: int) -> dict[str, Any]:
+    """Groups whose queue has entries that wait for a reason of the whole group."""
+    live = {g for w in workers for g in w.groups}
+    out: dict[str, Any] = {}
+    for g, n in sorted(queues.items()):
+        if n and g not in live:
+            out[g] = {
+                "code": waiting.NO_WORKER,
+                "message": f"{n} queued; no live worker in group {g}",
+            }
+        elif n >= high_water:
+            out[g] = {"code": waiting.HIGH_WATER,
+                      "message": f"the queue is at its high-water mark ({n}/{high_water}); more"
+                      " attempts wait in PostgreSQL"}  # fmt: skip
+    return out

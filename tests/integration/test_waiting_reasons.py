@@ -84,6 +84,12 @@ def test_each_waiting_reason_from_a_real_situation(
     assert r["message"] == "no live worker in group nobody", r
     r = wait_code(api, lonely, "second", "UPSTREAM_NOT_DONE", t)
     assert "first" in r["message"], r
+    # the cluster view says it per group
+    cluster = ok(api.get("/api/v1/cluster"))
+    assert cluster["waiting"]["nobody"] == {
+        "code": "NO_LIVE_WORKER",
+        "message": "1 queued; no live worker in group nobody",
+    }, cluster
 
     # one worker slot in group "busy", a queue high-water mark of 1: one attempt runs, one is
     # queued, the third waits in PostgreSQL
