@@ -189,6 +189,20 @@ def active_owners(s: Session) -> list[tuple[int, str | None, int | None]]:
     return [(int(r[0]), r[1], r[2]) for r in rows]
 
 
+def release_owned(s: Session, owner: str, epoch: int) -> list[int]:
+    """A graceful stop hands its instances over: each keeps its owner's name but loses the
+    epoch (NULL), so no write of ``(owner, epoch)`` changes it any more and, (owner, NULL) being
+    no live registration, a live master adopts it at once (``adopt``). The ids released."""
+    rows = s.execute(
+        text(
+            "UPDATE workflow_instance SET owner_epoch = NULL WHERE owner = :o AND owner_epoch = :e"
+            " AND state <> ALL(:not_adoptable) RETURNING id"
+        ),
+        {"o": owner, "e": epoch, **_S},
+    ).scalars()
+    return sorted(int(r) for r in rows)
+
+
 def adopt(
     s: Session,
     instance_id: int,

@@ -1,5 +1,6 @@
-"""``dagkeeper master``: logging set-up, SIGTERM/SIGINT to stop gracefully, and the serve loop
-around one ``MasterServer``."""
+"""``dagkeeper master``: logging set-up, SIGTERM/SIGINT to stop gracefully (the instances are
+handed over to the live masters at once: ``master.handover``), and the serve loop around one
+``MasterServer``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from core.logs import setup_logging
 from core.settings import Settings
 from master import observe
 from master.alert_sender import AlertSender
+from master.handover import hand_over
+from master.listener import Event
 from master.server import MasterServer
 
 log = logging.getLogger(__name__)
@@ -26,6 +29,13 @@ def run(settings: Settings) -> int:
         signal.signal(sig, lambda *_: stop.set())
     settings = metrics.serve_daemon(settings, "master")  # bound first: the registration names it
     server = MasterServer(settings)
+
+    def on_signal(*_: object) -> None:  # and wake the loop: the hand-over starts now
+        stop.set()
+        server.events.put(Event("wake"))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
     observe.install(server)
     try:
         server.start(stop)
@@ -38,5 +48,7 @@ def run(settings: Settings) -> int:
     try:
         server.serve_forever(stop)
     finally:
+        # the loop is over: the live masters take our instances now, not a session timeout later
+        hand_over(server.sf, server.zk, server.cron, server.master_id, server.epoch)
         server.stop()
     return 0

@@ -46,11 +46,24 @@ def adopt_orphans(
             candidates = orphans(q_instances.active_owners(s), live)
         adopted: list[int] = []
         by_dead: dict[str, list[int]] = {}
+        handed: dict[str, list[int]] = {}  # released by a graceful stop (epoch NULL): no alert
         for iid, owner, old_epoch in candidates:
             with sf.begin() as s:
                 if q_instances.adopt(s, iid, owner, old_epoch, master_id, epoch):
                     adopted.append(iid)
-                    by_dead.setdefault(f"{owner}@{old_epoch}", []).append(iid)
+                    if old_epoch is None:
+                        handed.setdefault(str(owner), []).append(iid)
+                    else:
+                        by_dead.setdefault(f"{owner}@{old_epoch}", []).append(iid)
+        for gone, ids in handed.items():
+            log.info(
+                "master %s@%d: took over %d instance(s) handed over by %s: %s",
+                master_id,
+                epoch,
+                len(ids),
+                gone,
+                ids[:20],
+            )
         if by_dead:
             with sf.begin() as s:
                 for dead, ids in by_dead.items():
@@ -72,7 +85,7 @@ def adopt_orphans(
                 len(adopted),
                 sorted(by_dead),
             )
-        metrics.failover("master", len(adopted))
+        metrics.failover("master", len(adopted) - sum(map(len, handed.values())))
         if adopted:
             metrics.ADOPTION.observe(time.monotonic() - started)
         return adopted
