@@ -113,6 +113,13 @@ class WorkerSettings(BaseModel):
     # Tenancy: OS users this worker may run SHELL tasks as (a project names its user); empty =
     # every task runs as the worker's own user, and a project that names a user is refused
     run_as_users: Annotated[list[str], NoDecode] = []
+    # SIGTERM or a drain request (`dagkeeper worker drain <id>`): nothing new is claimed, running
+    # tasks may finish for this long, then the rest are killed and handed over (re-run elsewhere
+    # as fault tolerance: no retry used up)
+    drain_deadline_s: float = Field(default=10.0, ge=0)
+    # how often the worker deletes the task log files of instances no longer in PostgreSQL
+    # (purged by `dagkeeper purge` or the retention); 0 = never
+    log_prune_interval_s: float = Field(default=3600.0, ge=0)
 
     @field_validator("groups", "run_as_users", mode="before")
     @classmethod
@@ -177,6 +184,10 @@ class CronSettings(BaseModel):
     misfire_threshold_s: float = Field(default=60.0, ge=0)
     # Most fire times written per schedule per transaction while catching up (FIRE_ALL).
     max_catchup: int = Field(default=1000, ge=1)
+    # Retention: the leader purges finished instances older than this many days (with their
+    # attempts, log chunks, alerts and commands) every purge_interval_s; 0 = never
+    purge_older_than_days: int = Field(default=0, ge=0)
+    purge_interval_s: float = Field(default=86400.0, gt=0)
 
 
 class AlertSettings(BaseModel):

@@ -90,6 +90,13 @@ class ZkPaths:
             "signals", _check_segment(worker_id, "worker id"), str(int(task_instance_id))
         )
 
+    # drain requests to a worker (`dagkeeper worker drain`): <drains>/<worker id>, persistent
+    def drains(self) -> str:
+        return self._join("drain")
+
+    def drain(self, worker_id: str) -> str:
+        return self._join("drain", _check_segment(worker_id, "worker id"))
+
     # coordination
     def locks(self) -> str:
         return self._join("locks")

@@ -31,10 +31,13 @@ class ClaimView:
     running: int
     session: str
     safe_mode: str | None
+    draining: str | None = None  # why, while a drain request stands (``worker.drain``)
 
 
 def claim_limit(view: ClaimView) -> tuple[int, str]:
     """How many attempts to claim now, and the reason."""
+    if view.draining is not None:
+        return 0, view.draining
     if view.safe_mode is not None:
         return 0, f"safe mode, not claiming: {view.safe_mode}"
     if view.session:

@@ -24,6 +24,7 @@ from core.settings import Settings
 from db.engine import db_errors, make_engine
 from worker import WorkerLog
 from worker.attempt import AttemptHandle, Cancel
+from worker.drain import Drain
 from worker.executor import DB_BACKOFF_S, Executor
 from worker.guardian_client import Guardian
 from worker.heartbeat import Heartbeat
@@ -34,7 +35,6 @@ from worker.ports import AttemptRunner, Clock, Connect, MakeRunner, ProcessGuard
 from worker.registration import ZkSession
 from worker.session import RECONNECT_BACKOFF_S, SessionKeeper
 
-DEFAULT_STOP_GRACE_S = 10.0  # how long a graceful stop lets running tasks finish
 GUARDIAN_GRACE_S = 0.5  # SIGTERM-to-SIGKILL grace of the guardian and the sweep (at most)
 _seq = itertools.count(1)
 
@@ -97,6 +97,7 @@ class WorkerServer:
                 settings, self.worker_id, self.engine, self._on_done, guardian=guarded
             )
         self.inflight = InFlight(self.executor, self.stats, self.log)
+        self.drain = Drain(self.worker_id, settings.worker.drain_deadline_s, self.log)
         self.logserver: LogServer | None = None
         if settings.logs.server_enabled and isinstance(self.executor, Executor):
             self.logserver = LogServer(settings, self.engine, self.executor.shipper, self.worker_id)
@@ -185,6 +186,8 @@ class WorkerServer:
                 abandoned = self._session_lost() if self.keeper.poll_events(events) else 0
                 finished = self._finish()
                 killed = self._handle_signals() + self._check_fence(events)
+                zk = self.keeper.session.zk if self.keeper.session and self._session_ok() else None
+                killed += self.drain.run(zk, self._wake, self.inflight, self._clock(), events)
                 self._reconnect(events)
                 self._flush_zk(events)
                 self._heartbeat()
@@ -202,9 +205,10 @@ class WorkerServer:
         return done
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop claiming, let running attempts finish for up to ``grace`` seconds, kill the rest
-        (reported NEED_FAULT_TOLERANCE), put unstarted claims back on the queue, deregister."""
-        grace = DEFAULT_STOP_GRACE_S if grace is None else grace
+        """Stop claiming, let running attempts finish for up to ``grace`` seconds (default
+        worker.drain_deadline_s), kill the rest (reported NEED_FAULT_TOLERANCE: re-run elsewhere,
+        no retry used up), put unstarted claims back on the queue, deregister."""
+        grace = self.settings.worker.drain_deadline_s if grace is None else grace
         with self._lock:
             if self._state is Lifecycle.STOPPED:
                 return
@@ -229,6 +233,7 @@ class WorkerServer:
             self._flush_zk([], wait_s=self.settings.zk.session_timeout_s / 2)
             if session is not None and self._session_ok():
                 session.inbox.remove_all()
+                self.drain.forget(session.zk)
             self.keeper.close()
             self._state = Lifecycle.STOPPED
         self.guardian.close()
@@ -300,6 +305,7 @@ class WorkerServer:
             "worker_id": self.worker_id,
             "log_server": self.logserver.url if self.logserver is not None else "",
             "metrics_port": self.settings.metrics.port or None,  # worker/daemon.py binds it
+            "draining": self.drain.active,
         }
 
     def _finish(self) -> int:
@@ -378,8 +384,10 @@ class WorkerServer:
         if over is not None:
             self.log.info("safe mode over (%s); claiming again", over)
             events.append("safe mode over")
+        held = len(self.inflight.held)
+        drain = self.drain.reason(now, held)
         view = ClaimView(
-            self.capacity, len(self.inflight.held), self.keeper.problem(now), self.safe.active(now)
+            self.capacity, held, self.keeper.problem(now), self.safe.active(now), drain
         )
         limit, reason = claim_limit(view)
         session = self.keeper.session
