@@ -201,7 +201,7 @@ def validate_sub_process(t: Mapping[str, Any]) -> list[FieldProblem]:
 TYPE_FIELDS: dict[str, frozenset[str]] = {
     name: frozenset(fields.split())
     for name, fields in {
-        "SHELL": "command",
+        "SHELL": "command run_as",
         "PYTHON": "script interpreter",
         "SQL": "datasource sql pre_statements post_statements query max_rows output_first_row"
         " send_email display_rows email_title alert_group",

@@ -130,16 +130,24 @@ class InstanceCache:
             rows = q_instances.load_owned(s, master, epoch, ids)
             missing = {(r.workflow_id, r.version) for r in rows} - set(self._specs)
             raw = q_attempts.load_versions(s, sorted(missing))
+        invalid: dict[tuple[int, int], str] = {}
         for key, spec_raw in raw.items():
             try:
                 self._specs[key] = parse_workflow_spec(spec_raw)
             except ValidationError as exc:
+                invalid[key] = exc.message
                 log.error("%s: workflow %s v%s no longer valid: %s", self.actor, *key, exc)
         loaded = []
         for r in rows:
             spec = self._specs.get((r.workflow_id, r.version))
             if spec is None:
-                self.fail_unrunnable(r.id, "its workflow version cannot be loaded")
+                why = invalid.get((r.workflow_id, r.version))
+                self.fail_unrunnable(
+                    r.id,
+                    f"its workflow version is no longer valid: {why}"[:1000]
+                    if why
+                    else "its workflow version cannot be loaded",
+                )
                 continue
             cur = self.owned.get(r.id)
             if cur is None:

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,13 +17,30 @@ from worker.task_types import run_as as tenancy
 SCRIPT_NAME = "task.sh"
 
 
+# A project's OS users are read at most this often per workflow (not once per task: the hot path
+# of a busy worker); a change to a project's run_as_user reaches running workers this late.
+PROJECT_USERS_TTL_S = 10.0
+_project_cache: dict[int, tuple[float, RunAs | None]] = {}
+_cache_lock = threading.Lock()
+
+
 def _project_users(workflow_id: int) -> RunAs | None:
     """The OS users the workflow's project grants (None without a database: no tenancy)."""
     ctx = current_context()
     if ctx is None or ctx.engine is None:
         return None
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _project_cache.get(workflow_id)
+    if hit is not None and now - hit[0] < PROJECT_USERS_TTL_S:
+        return hit[1]
     with ctx.engine.connect() as conn:
-        return run_as_of_workflow(conn, workflow_id)
+        users = run_as_of_workflow(conn, workflow_id)
+    with _cache_lock:
+        if len(_project_cache) > 10000:
+            _project_cache.clear()
+        _project_cache[workflow_id] = (now, users)
+    return users
 
 
 @register
