@@ -24,11 +24,6 @@ from ops.localserver import wait_for
 KEY_FORMAT = re.compile(r"^[0-9]_[0-9]{19}_[0-9]_[0-9]{19}$")
 MEDIUM = 2
 
-# test_master_isolation.py (being edited by its owner) still imports ``Cluster, api, cluster,
-# wait_terminal`` from here, test_sdk.py ``Cluster``: the fixtures are conftest's now, and these
-# two names only keep that import line working until it reads ``from support import ...``.
-api = cluster = None
-
 
 def znode_json(kz: KazooClient, path: str) -> tuple[dict[str, Any], Any]:
     data, stat = kz.get(path)

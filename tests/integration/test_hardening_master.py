@@ -4,27 +4,15 @@ out leaves the instance's reason and an alert row, not only a log line."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from test_diamond import Cluster, api, cluster, wait_terminal  # noqa: F401
-from test_semantics import create, start
+from support import Cluster, create, start, wait_terminal
 
 from core.states import CommandType
-from db.engine import SessionFactory, make_engine, make_session_factory
+from db.engine import SessionFactory
 from ops.localserver import wait_for
-
-
-@pytest.fixture
-def sf(db_url: str) -> Iterator[SessionFactory]:
-    engine = make_engine(db_url, pool_size=2)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        engine.dispose()
 
 
 def detail(api: TestClient, iid: int) -> dict[str, Any]:
