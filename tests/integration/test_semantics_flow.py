@@ -135,7 +135,7 @@ def test_a_task_whose_group_has_no_worker_waits_and_says_so_without_blocking_oth
     )
     wait_task(api, iid, "cpu", "SUCCESS", 20 * timeout_scale)
     gpu = wait_task(api, iid, "gpu", "DISPATCHED", 20 * timeout_scale)
-    assert gpu["waiting"] == "no live worker in group 'gpu'"
+    assert gpu["waiting"] == "no live worker in group gpu"
     cluster.settings.worker.groups = ["gpu"]
     cluster.start_worker()
     assert wait_terminal(api, iid, 20 * timeout_scale)["state"] == "SUCCESS"

@@ -9,7 +9,7 @@ import subprocess
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -113,10 +113,12 @@ class TaskType(ABC):
 @dataclass(frozen=True)
 class WorkerContext:
     """What a type may need beyond its spec: the worker's settings and its PostgreSQL engine
-    (e.g. to read a datasource). Set once per worker process by ``configure``."""
+    (e.g. to read a datasource). Set once per worker process by ``configure``; ``memo`` is the
+    place for what a type caches for this context's life (a new ``configure`` starts it empty)."""
 
     settings: Settings
     engine: Engine | None = None
+    memo: dict[Any, Any] = field(default_factory=dict)
 
 
 _context: WorkerContext | None = None

@@ -20,7 +20,6 @@ SCRIPT_NAME = "task.sh"
 # A project's OS users are read at most this often per workflow (not once per task: the hot path
 # of a busy worker); a change to a project's run_as_user reaches running workers this late.
 PROJECT_USERS_TTL_S = 10.0
-_project_cache: dict[int, tuple[float, RunAs | None]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -30,16 +29,17 @@ def _project_users(workflow_id: int) -> RunAs | None:
     if ctx is None or ctx.engine is None:
         return None
     now = time.monotonic()
+    cache: dict[int, tuple[float, RunAs | None]] = ctx.memo.setdefault("project_users", {})
     with _cache_lock:
-        hit = _project_cache.get(workflow_id)
+        hit = cache.get(workflow_id)
     if hit is not None and now - hit[0] < PROJECT_USERS_TTL_S:
         return hit[1]
     with ctx.engine.connect() as conn:
         users = run_as_of_workflow(conn, workflow_id)
     with _cache_lock:
-        if len(_project_cache) > 10000:
-            _project_cache.clear()
-        _project_cache[workflow_id] = (now, users)
+        if len(cache) > 10000:
+            cache.clear()
+        cache[workflow_id] = (now, users)
     return users
 
 
