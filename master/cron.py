@@ -20,6 +20,7 @@ from db import schedules as q_schedules
 from db.engine import SessionFactory
 from master import alerting, backfill
 from master.cron_plan import plan, scan_due
+from master.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class CronLeader:
         self.node: str | None = None
         self.was_leader = False
         self._last_tick = 0.0
+        self.retention = Retention(sf, settings, self.actor, self.is_leader)  # the daily purge
 
     @property
     def actor(self) -> str:
@@ -142,6 +144,7 @@ class CronLeader:
             if not self._fire_schedule(sid, now, out):
                 break
         out.backfill_submitted = backfill.reconcile(self.sf, self.actor, self.is_leader)
+        self.retention.tick()
         return out
 
     def _fire_schedule(self, schedule_id: int, now: datetime, out: CronPass) -> bool:

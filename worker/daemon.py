@@ -12,7 +12,7 @@ from core.errors import DatabaseUnavailable
 from core.logs import setup_logging
 from core.settings import Settings, get_settings
 from db.engine import db_errors
-from worker import observe
+from worker import observe, prune
 from worker.server import WorkerServer
 
 # How often a worker that cannot reach PostgreSQL at start (no epoch, no sweep) tries again.
@@ -44,6 +44,7 @@ def run(settings: Settings | None = None) -> int:
     try:
         if not _start(server, stop_event):
             return 1
+        prune.start(server.engine, settings, stop_event, f"worker {server.worker_id}")
         server.serve_forever(stop_event)
         return 0
     finally:
