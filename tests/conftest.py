@@ -1,5 +1,6 @@
-"""Shared fixtures: one real PostgreSQL and one ZooKeeper per session (free ports, temp dir, logs
-kept and tailed on failure), a fresh migrated database and a fresh znode root per test."""
+"""Shared fixtures: one real PostgreSQL and one ZooKeeper per session (local processes on free
+ports in a temp dir, or containers with DAGKEEPER_TEST_SERVERS=containers; logs kept and tailed on
+failure), a fresh migrated database and a fresh znode root per test."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ import shutil
 import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from containers import PG_IMAGE, ZK_IMAGE
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from servers_containers import (
+    BACKEND_ENV,
+    ContainerPostgres,
+    ContainerZookeeper,
+    check_backend,
+    choose_backend,
+)
 from zk_acl import ZK_PASSWORD
 
 from core.settings import (
@@ -32,6 +42,7 @@ _server_root: list[Path] = []
 _db_numbers = itertools.count(1)
 _zk_numbers = itertools.count(1)
 _reports = pytest.StashKey[dict[str, pytest.TestReport]]()
+SERVER_FIXTURES = {"pg_server", "zk_server"}
 
 
 class HermeticSettings(Settings):
@@ -64,6 +75,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         if top == "chaos":
             item.add_marker(pytest.mark.chaos)
+    try:
+        backend = choose_backend(os.environ)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if backend != "containers" or not any(
+        SERVER_FIXTURES & set(getattr(i, "fixturenames", ())) for i in items
+    ):
+        return
+    try:  # before any test runs: containers asked for and no engine is an error, no fall-back
+        check_backend(os.environ)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    reason = f"{BACKEND_ENV}=containers: the chaos test runs its own local ZooKeeper ensemble and"
+    reason += " kills and restarts local server processes; run it with the local back end"
+    for item in items:
+        if item.get_closest_marker("chaos"):
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -119,8 +147,20 @@ def server_root(request: pytest.FixtureRequest) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def pg_server(server_root: Path, timeout_scale: float) -> Iterator[PostgresServer]:
+def server_backend() -> str:
+    """``local`` (server processes, the default) or ``containers`` (DAGKEEPER_TEST_SERVERS)."""
+    return choose_backend(os.environ)
+
+
+@pytest.fixture(scope="session")
+def pg_server(
+    server_root: Path, timeout_scale: float, server_backend: str
+) -> Iterator[PostgresServer]:
     """A private PostgreSQL (initdb once per session; fsync off, which survives kill -9)."""
+    if server_backend == "containers":
+        yield from _container(ContainerPostgres(PG_IMAGE, server_root / "pg" / "container.log"),
+                              timeout_scale)  # fmt: skip
+        return
     server = PostgresServer(server_root / "pg", free_port(), fsync=False)
     _SERVER_LOGS.append(("postgresql", server.log_path))
     server.start(timeout=60 * timeout_scale)
@@ -129,13 +169,30 @@ def pg_server(server_root: Path, timeout_scale: float) -> Iterator[PostgresServe
 
 
 @pytest.fixture(scope="session")
-def zk_server(server_root: Path, timeout_scale: float) -> Iterator[ZookeeperServer]:
+def zk_server(
+    server_root: Path, timeout_scale: float, server_backend: str
+) -> Iterator[ZookeeperServer]:
     """A private standalone ZooKeeper (tickTime 500 ms: sessions from 1 s to 60 s)."""
+    if server_backend == "containers":
+        yield from _container(ContainerZookeeper(ZK_IMAGE, server_root / "zk" / "container.log"),
+                              timeout_scale)  # fmt: skip
+        return
     server = ZookeeperServer(server_root / "zk", free_port(), tick_ms=500, fsync=False)
     _SERVER_LOGS.append(("zookeeper", server.log_path))
     server.start(timeout=60 * timeout_scale)
     yield server
     server.stop()
+
+
+def _container(server: Any, timeout_scale: float) -> Iterator[Any]:
+    """The containers back end: the same interface as the local server (what a test cannot do to
+    a container, stop or kill it, skips that test with its reason)."""
+    _SERVER_LOGS.append((server.name, server.log_path))
+    try:
+        server.launch(timeout=60 * timeout_scale)
+        yield server
+    finally:
+        server.remove()
 
 
 @pytest.fixture(scope="session")
