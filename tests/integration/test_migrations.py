@@ -193,7 +193,9 @@ def test_migrate_keeps_every_row_of_the_previous_release(
         before = rowsets(c, old_columns)
         epoch_before = c.execute(text("SELECT last_value FROM node_epoch_seq")).scalar()
     total = sum(len(rows) for rows in before.values())
-    assert total >= 400 and all(before.values()), {t: len(r) for t, r in before.items()}
+    counts = {t: len(r) for t, r in sorted(before.items())}
+    assert total >= 400 and all(counts.values()), counts
+    print(f"previous release ({PREVIOUS}): {total} rows: {counts}")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAGKEEPER_")}
     env |= {"DAGKEEPER_DB__URL": database, "DAGKEEPER_DATA_DIR": str(tmp_path)}
