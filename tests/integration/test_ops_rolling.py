@@ -5,10 +5,13 @@ of a task overlapping, and no task waiting anything like a session timeout for a
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 
-from harness import Cluster
+from harness import REPO, Cluster
 
 from core.settings import Settings
 from ops import rolling
@@ -56,6 +59,18 @@ def test_rolling_restart_of_every_daemon_during_a_workload_loses_nothing(
     for i in range(1, 4):
         c.worker(f"w{i}", DAGKEEPER_WORKER__CAPACITY="8")
     c.wait_registered(3, 3)
+    # what an operator checks first: `dagkeeper status` lists the six daemons
+    res = subprocess.run([sys.executable, "-m", "ops.cli", "status", "--json", "--min-masters", "3",
+                          "--min-workers", "3", "--wait", "10"],
+                         env=c._env("status", "status", {}), cwd=REPO, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["zookeeper"]["ok"] and doc["postgresql"]["ok"], doc
+    assert doc["postgresql"]["revision"] == doc["postgresql"]["newest"], doc
+    assert sorted(w["host"] for w in doc["workers"]) == ["w1", "w2", "w3"], doc
+    assert [w["capacity"] for w in doc["workers"]] == [8, 8, 8], doc
+    assert sum(m["cron_leader"] for m in doc["masters"]) == 1, doc
     ids = [c.submit(_tasks(n), name=f"roll{n}") for n in range(WORKFLOWS)]
     c.wait(lambda: c.one("SELECT count(*) FROM task_instance WHERE state = 'RUNNING'"), 30,
            "the first tasks running")  # fmt: skip
