@@ -7,6 +7,7 @@ container health check passes."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -171,8 +172,12 @@ def test_the_compose_services_run_the_diamond_as_local_processes(
     by_name = {name: daemon(name) for name in DAEMON_SERVICES}
     for d in by_name.values():
         d.start()
+
+    def healthy(d: Daemon) -> bool:
+        return d.healthcheck().returncode == 0
+
     for d in by_name.values():  # compose's health checks, retried while the daemon starts
-        wait_for(lambda d=d: d.healthcheck().returncode == 0, t, 0.3, f"{d.name} healthy")
+        wait_for(functools.partial(healthy, d), t, 0.3, f"{d.name} healthy")
         assert d.proc is not None and d.proc.poll() is None, f"{d.name} exited"
 
     token = by_name["api"].env["DAGKEEPER_API__TOKEN"]
@@ -187,14 +192,14 @@ def test_the_compose_services_run_the_diamond_as_local_processes(
                          for task in DEMO_SPEC["tasks"]]  # fmt: skip
         wid = api.post("/workflows", json=spec).raise_for_status().json()["id"]
         iid = api.post(f"/workflows/{wid}/runs", json={}).raise_for_status().json()["instance_id"]
-        inst = wait_for(
-            lambda: (i := api.get(f"/instances/{iid}").json())["state"] in WORKFLOW_TERMINAL and i,
-            t,
-            0.2,
-            f"instance {iid} to end",
-        )
+
+        def ended() -> dict[str, Any] | None:
+            inst: dict[str, Any] = api.get(f"/instances/{iid}").json()
+            return inst if inst["state"] in WORKFLOW_TERMINAL else None
+
+        inst = wait_for(ended, t, 0.2, f"instance {iid} to end")
         tasks = {x["name"]: x for x in api.get(f"/instances/{iid}/tasks").json()["items"]}
-    assert inst["state"] == WorkflowState.SUCCESS, inst
+    assert inst is not None and inst["state"] == WorkflowState.SUCCESS, inst
     assert order_check(tasks).startswith("OK"), order_check(tasks)
     host = socket.gethostname()
     worker_ids = {

@@ -99,6 +99,7 @@ def test_services_and_images(services: dict[str, dict[str, Any]]) -> None:
 def test_commands_are_console_script_subcommands(services: dict[str, dict[str, Any]]) -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
+    assert isinstance(sub.choices, dict)
     roles = {}
     for name in ("migrate", *DAEMON_SERVICES):
         command = services[name]["command"]
