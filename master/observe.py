@@ -5,7 +5,6 @@ attempts it holds back from full queues, its pool, its ZooKeeper session, cron l
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core import metrics
@@ -20,8 +19,15 @@ if TYPE_CHECKING:
 def attempt_seen(inst: OwnedInstance, r: q_attempts.AttemptRow) -> None:
     """Observe a finished attempt once per instance held: its dispatch latency (row inserted ->
     started), duration, and hand-off (its upstreams' last end -> its start, first attempts of
-    tasks with upstreams only: a retry's wait is its retry delay, not a hand-off)."""
-    if r.state not in TASK_TERMINAL or r.id in inst.observed or r.parent_id is not None:
+    tasks with upstreams only: a retry's wait is its retry delay, not a hand-off). O(upstreams)
+    per attempt: the newest end per task is kept in ``inst.ends`` as rows arrive."""
+    if r.parent_id is not None:
+        return
+    if r.end_time is not None:
+        seen = inst.ends.get(r.name)
+        if seen is None or r.attempt >= seen[0]:
+            inst.ends[r.name] = (r.attempt, r.end_time)
+    if r.state not in TASK_TERMINAL or r.id in inst.observed:
         return
     inst.observed.add(r.id)
     start = r.start_time
@@ -35,15 +41,11 @@ def attempt_seen(inst: OwnedInstance, r: q_attempts.AttemptRow) -> None:
             max(0.0, (r.end_time - start).total_seconds())
         )
     ups = inst.dag.deps.get(r.name) if r.attempt == 1 else None
-    if not ups or inst.attempts is None:
+    if not ups:
         return
-    ends: dict[str, tuple[int, datetime]] = {}
-    for a in inst.attempts.values():
-        newer = a.name not in ends or a.attempt > ends[a.name][0]
-        if a.name in ups and a.end_time is not None and a.parent_id is None and newer:
-            ends[a.name] = (a.attempt, a.end_time)
-    if len(ends) == len(ups):
-        last = max(e for _, e in ends.values())
+    ends = [inst.ends.get(u) for u in ups]
+    if all(e is not None for e in ends):
+        last = max(e[1] for e in ends if e is not None)
         metrics.HANDOFF.observe(max(0.0, (start - last).total_seconds()))
 
 

@@ -59,6 +59,9 @@ class OwnedInstance:
     order: list[str] = field(default_factory=list)  # topological: how decisions judge tasks
     errors: int = 0  # passes in a row that raised on this instance
     observed: set[int] = field(default_factory=set)  # finished attempts counted in metrics
+    # task name -> (attempt, end time) of its newest ended attempt: hand-off metrics read it
+    # instead of scanning every attempt of the instance per finished one
+    ends: dict[str, tuple[int, datetime]] = field(default_factory=dict)
 
     @property
     def failure_strategy(self) -> str:
@@ -176,6 +179,7 @@ class InstanceCache:
         for i in full:
             if i in self.owned:
                 self.owned[i].attempts = {}
+                self.owned[i].ends = {}
         polls = []
         for r in rows:
             inst = self.owned.get(r.workflow_instance_id)
