@@ -141,3 +141,9 @@ def task_actions(attempts: Iterable[AttemptRef]) -> dict[int, dict[str, Allowed]
         st = TaskState(r.state)
         out[r.id] = {a: task_action(a, r.id, r.name, st, top, r.attempt) for a in TASK_ACTIONS}
     return out
+
+
+def forbid_all(actions: dict[str, Allowed], reason: str) -> dict[str, Allowed]:
+    """Every action refused with the 403 the caller's role would get (the state's own refusal
+    matters only to someone who may act)."""
+    return {name: Allowed(False, reason) for name in actions}

@@ -12,12 +12,13 @@ from pydantic import BaseModel
 
 from api import ui_actions
 from api.auth import Principal
-from api.auth_scope import authorize, instance_target, read_scope
+from api.auth_scope import Target, authorize, instance_target, read_scope
 from api.deps import ApiContext, get_ctx
 from api.routers.instances import get_instance, parse_states
 from api.schemas import ERROR_RESPONSES, MAX_ID, DbId, Limit, Offset, Timestamp, WorkflowSummary
 from api.schemas_instances import InstanceDetail, InstanceSummary
 from core.errors import ValidationError
+from core.roles import Action, decide
 from db import definitions, runs
 from db import ui_views as q
 
@@ -145,14 +146,15 @@ def _allowed(a: ui_actions.Allowed) -> AllowedOut:
     return AllowedOut(allowed=a.allowed, reason=a.reason)
 
 
-@router.get(
-    "/instances/{instance_id}",
-    response_model=InstanceView,
-    dependencies=[Depends(authorize("read", instance_target))],
-)
-def instance_view(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> InstanceView:
-    """One instance with every attempt and the actions its state allows (refusals with the
-    reason the request itself would answer)."""
+@router.get("/instances/{instance_id}", response_model=InstanceView)
+def instance_view(
+    instance_id: DbId,
+    ctx: ApiContext = Depends(get_ctx),
+    me: Principal = Depends(authorize("read", instance_target)),
+    target: Target = Depends(instance_target),
+) -> InstanceView:
+    """One instance with every attempt and the actions its state and the caller's role allow
+    (refusals with the reason the request itself would answer: its 409 or its 403)."""
     detail = get_instance(instance_id, ctx)
     waiting_cmd = getattr(detail, "pending_command", None)
     pending = (
@@ -161,6 +163,11 @@ def instance_view(instance_id: DbId, ctx: ApiContext = Depends(get_ctx)) -> Inst
     actions = ui_actions.instance_actions(detail.id, detail.state, pending)
     refs = [ui_actions.AttemptRef(t.id, t.name, t.state, t.attempt) for t in detail.tasks]
     per_task = ui_actions.task_actions(refs)
+    # every control request (the instance's and its tasks') needs the run grant on the project
+    verdict = decide(me.role, me.grants, target.project, Action.RUN)
+    if verdict.status == 403:
+        actions = ui_actions.forbid_all(actions, verdict.reason)
+        per_task = {tid: ui_actions.forbid_all(a, verdict.reason) for tid, a in per_task.items()}
     return InstanceView(
         instance=detail,
         actions={k: _allowed(v) for k, v in actions.items()},

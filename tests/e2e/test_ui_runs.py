@@ -129,6 +129,25 @@ def test_stop_a_long_run_then_refused_actions_say_why(ui: RecordedPage, ui_stack
         "aria-disabled", "true"
     )
 
+    # a viewer sees the same page with every control refused for its role, in the API's words
+    uid = ui_stack.client.post("/users", json={"name": "ui-viewer", "role": "viewer"}).json()["id"]
+    viewer = ui_stack.client.post(f"/users/{uid}/tokens", json={"name": "ui"}).json()["token"]
+    page.evaluate("sessionStorage.clear()")
+    sign_in(ui, ui_stack, viewer)
+    page.goto(f"{ui_stack.base_url}/ui/instances/{instance_id}")
+    rerun = page.locator('button[data-action="rerun"]')
+    expect(rerun).to_have_attribute("aria-disabled", "true", timeout=15_000)
+    answer = httpx.post(f"{ui_stack.base_url}/api/v1/instances/{instance_id}/rerun",
+                        headers={"Authorization": f"Bearer {viewer}"}, json={})  # fmt: skip
+    assert answer.status_code == 403, answer.text
+    forbidden = answer.json()["error"]["message"]
+    assert "viewer" in forbidden, forbidden
+    expect(rerun).to_have_attribute("data-reason", forbidden)
+    for action in ("stop", "recover-failed"):
+        expect(page.locator(f'button[data-action="{action}"]')).to_have_attribute(
+            "data-reason", forbidden
+        )
+
 
 def test_invalid_token_shows_a_clear_sign_in_error(ui: RecordedPage, ui_stack: Stack) -> None:
     page = ui.page
