@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HermeticSettings
 
 from core.errors import ConfigError
+from core.settings import Settings
 from ops import reset, rolling, status
 from ops.purge import parse_age
 
@@ -87,6 +87,11 @@ def test_a_bad_purge_age_names_the_option(text: str) -> None:
         parse_age(text)
 
 
+def _settings(data: Path) -> Settings:
+    """Defaults and this data dir only (no DAGKEEPER_* environment read)."""
+    return Settings.model_construct(data_dir=str(data))
+
+
 def _standalone_dir(data: Path) -> None:
     (data / "postgres" / "pgdata").mkdir(parents=True)
     (data / "zookeeper").mkdir()
@@ -99,7 +104,7 @@ def test_reset_removes_the_clusters_entries_and_nothing_else(tmp_path: Path) -> 
     data = tmp_path / "data"
     _standalone_dir(data)
     (data / "my-notes.txt").write_text("keep me")
-    removed = reset.reset(HermeticSettings(data_dir=str(data)))
+    removed = reset.reset(_settings(data))
     assert sorted(p.name for p in removed) == sorted(
         ["postgres", "zookeeper", "logs", "api-token", "zk-password", "secret.key", "client.env"]
     )
@@ -111,5 +116,5 @@ def test_reset_refuses_while_the_clusters_postgresql_runs(tmp_path: Path) -> Non
     _standalone_dir(data)
     (data / "postgres" / "pgdata" / "postmaster.pid").write_text(f"{os.getpid()}\n/pgdata\n")
     with pytest.raises(ConfigError, match=f"is running \\(PostgreSQL pid {os.getpid()}\\)"):
-        reset.reset(HermeticSettings(data_dir=str(data)))
+        reset.reset(_settings(data))
     assert (data / "api-token").exists()
