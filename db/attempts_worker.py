@@ -5,6 +5,7 @@ each takes a Session or (the worker's hot path) an autocommit Connection."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -12,11 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Float, Integer, Text, bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Connection, Engine, Float, bindparam, text
 from sqlalchemy.orm import Session
 
 from core.states import TASK_UNSTARTED, TaskState, values
+from db.engine import driver_rows
 from db.notify import task_notify_select
 
 log = logging.getLogger(__name__)
@@ -53,40 +54,33 @@ class WorkerAttempt:
         return self.state in STARTABLE
 
 
-# Plain SQL built once: the worker runs these hundreds of times a second, and a text statement
-# costs a fraction of the CPU of building and cache-keying a Core construct on every call.
-_LOAD = text(
+# The hot path's statements are driver SQL (``db.engine.driver_rows``: ``%(name)s`` bound by
+# psycopg2): the worker runs them hundreds of times a second, and SQLAlchemy's statement machinery
+# cost about three times the CPU of the statement itself. States are bound here, never passed.
+_LOAD = (
     "SELECT ti.id, ti.workflow_instance_id, wi.workflow_id, ti.name, ti.type, ti.attempt,"
     " ti.state, ti.worker_group, ti.spec"
     " FROM task_instance ti JOIN workflow_instance wi ON wi.id = ti.workflow_instance_id"
-    " WHERE ti.id = :ti_id"
-).columns(spec=JSONB)
-
-# the states are bound once here (``running``, ``startable``): callers never pass them
-_MARK_RUNNING = text(
-    "UPDATE task_instance SET state = :running, host = :host, worker_id = :worker_id,"
-    " lease_token = :token, pid = :pid, log_path = :log_path, start_time = now()"
-    " WHERE id = :ti_id AND (state = ANY(:startable) OR (state = :running"
-    " AND worker_id = :worker_id AND lease_token = :token AND pid IS NOT DISTINCT FROM :pid))"
-).bindparams(
-    bindparam("pid", type_=Integer),
-    running=TaskState.RUNNING.value,
-    startable=values(TASK_UNSTARTED),
+    " WHERE ti.id = %(ti_id)s"
 )
 
-_FINISH = text(
+_MARK_RUNNING = (
+    "UPDATE task_instance SET state = %(running)s, host = %(host)s, worker_id = %(worker_id)s,"
+    " lease_token = %(token)s, pid = %(pid)s, log_path = %(log_path)s, start_time = now()"
+    " WHERE id = %(ti_id)s AND (state = ANY(%(startable)s) OR (state = %(running)s"
+    " AND worker_id = %(worker_id)s AND lease_token = %(token)s"
+    " AND pid IS NOT DISTINCT FROM CAST(%(pid)s AS integer)))"
+)
+_RUNNING_STATES = {"running": TaskState.RUNNING.value, "startable": values(TASK_UNSTARTED)}
+
+_FINISH = (
     "WITH done AS (UPDATE task_instance"
-    " SET state = :state, exit_code = :exit_code, end_time = now(), output = :output,"
-    " reason = COALESCE(:reason, reason)"
-    " WHERE id = :ti_id AND lease_token = :token AND state = :running"
+    " SET state = %(state)s, exit_code = %(exit_code)s, end_time = now(),"
+    " output = CAST(%(output)s AS jsonb), reason = COALESCE(%(reason)s, reason)"
+    " WHERE id = %(ti_id)s AND lease_token = %(token)s AND state = %(running)s"
     " RETURNING workflow_instance_id, id, parent_id)"
     # a FANOUT sub-execution names its FANOUT attempt instead, so that its owner polls that
     f" {task_notify_select('workflow_instance_id', 'COALESCE(parent_id, id)')} FROM done"
-).bindparams(
-    bindparam("output", type_=JSONB),
-    bindparam("exit_code", type_=Integer),
-    bindparam("reason", type_=Text),
-    running=TaskState.RUNNING.value,
 )
 
 # One alert row, written only while the attempt is RUNNING under our token (a fenced worker
@@ -124,19 +118,22 @@ class RecordedGroup:
 
 def load_attempt(s: Session | Connection, task_instance_id: int) -> WorkerAttempt | None:
     """The attempt with its workflow id and resolved spec, or None if the row is gone."""
-    row = s.execute(_LOAD, {"ti_id": task_instance_id}).one_or_none()
-    if row is None:
+    rows = driver_rows(s, _LOAD, {"ti_id": task_instance_id}).rows
+    if not rows:
         return None
+    ti_id, instance_id, workflow_id, name, type_, attempt, state, group, spec = rows[0]
+    if isinstance(spec, str):  # a connection without psycopg2's jsonb decoding
+        spec = json.loads(spec)
     return WorkerAttempt(
-        id=int(row.id),
-        workflow_instance_id=int(row.workflow_instance_id),
-        workflow_id=int(row.workflow_id),
-        name=str(row.name),
-        type=str(row.type),
-        attempt=int(row.attempt),
-        state=str(row.state),
-        worker_group=str(row.worker_group),
-        spec=dict(row.spec or {}),
+        id=int(ti_id),
+        workflow_instance_id=int(instance_id),
+        workflow_id=int(workflow_id),
+        name=str(name),
+        type=str(type_),
+        attempt=int(attempt),
+        state=str(state),
+        worker_group=str(group),
+        spec=dict(spec or {}),
     )
 
 
@@ -159,8 +156,9 @@ def mark_running(
         "token": lease_token,
         "pid": pid,
         "log_path": log_path,
+        **_RUNNING_STATES,
     }
-    return s.execute(_MARK_RUNNING, params).rowcount == 1  # type: ignore[attr-defined]
+    return driver_rows(s, _MARK_RUNNING, params).rowcount == 1
 
 
 def finish_attempt(
@@ -184,10 +182,11 @@ def finish_attempt(
         "token": lease_token,
         "state": state,
         "exit_code": exit_code,
-        "output": output or {},
+        "output": json.dumps(output or {}),
         "reason": reason,
+        "running": TaskState.RUNNING.value,
     }
-    return len(s.execute(_FINISH, params).all()) >= 1
+    return len(driver_rows(s, _FINISH, params).rows) >= 1
 
 
 def add_timeout_alert(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,3 +60,36 @@ def db_errors(actor: str) -> Iterator[None]:
         raise DatabaseUnavailable(
             f"{actor}: PostgreSQL unreachable ({first[0] if first else type(exc).__name__})"
         ) from exc
+
+
+def driver_rows(s: Session | Connection, sql: str, params: Mapping[str, Any]) -> DriverResult:
+    """Run ``sql`` (``%(name)s`` placeholders, values bound by the driver, never spliced) on the
+    DBAPI cursor of ``s``'s connection, skipping SQLAlchemy's statement machinery: the worker's
+    hot path runs a few of these per task, hundreds of times a second. A driver error comes out
+    as SQLAlchemy's (``DBAPIError``, ``connection_invalidated`` on a dropped connection, which is
+    invalidated), so ``is_outage`` and ``db_errors`` see it as they see any other."""
+    conn = s.connection() if isinstance(s, Session) else s
+    fairy = conn.connection
+    cur = fairy.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(sql, params)
+        rows = cur.fetchall() if cur.description is not None else []
+        return DriverResult(list(rows), cur.rowcount)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        dropped = conn.dialect.is_disconnect(exc, fairy.dbapi_connection, cur)
+        if dropped:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            sql, dict(params), exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=dropped
+        ) from exc
+    finally:
+        with suppress(Exception):  # a dropped connection may refuse even this
+            cur.close()
+
+
+@dataclass(frozen=True)
+class DriverResult:
+    """The rows (tuples) a ``driver_rows`` statement returned and its row count."""
+
+    rows: list[tuple[Any, ...]]
+    rowcount: int

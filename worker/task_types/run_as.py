@@ -5,6 +5,7 @@ log; the task then fails without running."""
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import shutil
@@ -52,10 +53,16 @@ def choose_user(
 
 
 def current_user() -> str:
+    return _user_name(os.geteuid())
+
+
+@functools.lru_cache(maxsize=8)
+def _user_name(uid: int) -> str:
+    """The name of ``uid`` (read once: every SHELL task asks, and a passwd lookup reads a file)."""
     try:
-        return pwd.getpwuid(os.geteuid()).pw_name
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return str(os.geteuid())
+        return str(uid)
 
 
 def switch_argv(
